@@ -1,0 +1,170 @@
+/**
+ * Guest physical memory as the oracle sees it, with the full history of every write so that the
+ * TLB model can ask what an entry held at any earlier time (spec §6.5).
+ *
+ * Time is counted in completed steps: time 0 is the initial state and a write made while step n
+ * runs (steps count from 1) is part of the state at time n. A gfn outside every memslot is MMIO:
+ * it reads as zero and drops writes; a read-only memslot drops writes (ROM).
+ *
+ * @module
+ */
+import type { Case, Memslot } from "../src/model/case.ts";
+
+const PAGE_WORDS = 512;
+
+/** A piece of a word's history: it held `value` at every time in `[from, to]`. */
+export interface Segment {
+  readonly value: bigint;
+  readonly from: number;
+  readonly to: number;
+}
+
+/** What happened to a write. */
+export type WriteFate = "written" | "mmio" | "rom";
+
+/** Guest physical memory with history and memslots. */
+export class GuestMemory {
+  #pages = new Map<bigint, BigUint64Array>();
+  /** Per 8-byte word address: change times (ascending) and the values from then on. */
+  #history = new Map<bigint, { times: number[]; values: bigint[] }>();
+  /** Memslot layouts over time: `[time, slots]`, ascending. */
+  #slotHistory: [number, readonly Memslot[]][] = [];
+  #now = 0;
+
+  /** Loads a case's memory image and memslots as the state at time 0. */
+  constructor(c: Pick<Case, "memory" | "memslots">) {
+    for (const page of c.memory) {
+      const words = new BigUint64Array(PAGE_WORDS);
+      for (const [index, value] of Object.entries(page.words)) words[Number(index)] = value;
+      this.#pages.set(page.gfn, words);
+    }
+    this.#slotHistory.push([0, [...c.memslots]]);
+  }
+
+  /** The current time: the number of the step being executed (0 before the first). */
+  get now(): number {
+    return this.#now;
+  }
+
+  /** Starts step `n`: writes from now on are stamped `n`. */
+  beginStep(n: number): void {
+    if (n < this.#now) throw new RangeError(`Cannot go back in time: ${n} < ${this.#now}`);
+    this.#now = n;
+  }
+
+  /** The memslots now. */
+  get slots(): readonly Memslot[] {
+    return this.#slotHistory[this.#slotHistory.length - 1]![1];
+  }
+
+  /** Replaces the memslot layout (a host event) from the current step on. */
+  setSlots(slots: readonly Memslot[]): void {
+    const last = this.#slotHistory[this.#slotHistory.length - 1]!;
+    if (last[0] === this.#now) last[1] = [...slots];
+    else this.#slotHistory.push([this.#now, [...slots]]);
+  }
+
+  /** The memslot holding `gfn` at time `t` (default: now), or undefined for MMIO. */
+  slotOf(gfn: bigint, t: number = this.#now): Memslot | undefined {
+    let slots = this.#slotHistory[0]![1];
+    for (const [time, s] of this.#slotHistory) if (time <= t) slots = s;
+    return slots.find((s) => gfn >= s.baseGfn && gfn < s.baseGfn + BigInt(s.npages));
+  }
+
+  /** The backing store's current value of the aligned 8-byte word at `addr`. */
+  #backing(addr: bigint): bigint {
+    return this.#pages.get(addr >> 12n)?.[Number((addr >> 3n) & 511n)] ?? 0n;
+  }
+
+  /** The 8-byte word at `addr` (aligned down) as the guest sees it now. */
+  readWord(addr: bigint): bigint {
+    return this.slotOf(addr >> 12n) ? this.#backing(addr & ~7n) : 0n;
+  }
+
+  /** Reads 4 or 8 bytes (naturally aligned) as the guest sees them now. */
+  read(addr: bigint, bytes: 4 | 8): bigint {
+    const word = this.readWord(addr);
+    if (bytes === 8) return word;
+    return (addr & 4n) === 0n ? word & 0xffff_ffffn : word >> 32n;
+  }
+
+  /** The 8-byte word at `addr` as the guest saw it at time `t`. */
+  readWordAt(addr: bigint, t: number): bigint {
+    const word = addr & ~7n;
+    if (!this.slotOf(word >> 12n, t)) return 0n;
+    const h = this.#history.get(word);
+    if (!h) return this.#backing(word);
+    let value = h.values[0]!;
+    for (let i = 0; i < h.times.length && h.times[i]! <= t; i++) value = h.values[i]!;
+    return value;
+  }
+
+  /** Reads 4 or 8 bytes as the guest saw them at time `t`. */
+  readAt(addr: bigint, bytes: 4 | 8, t: number): bigint {
+    const word = this.readWordAt(addr, t);
+    if (bytes === 8) return word;
+    return (addr & 4n) === 0n ? word & 0xffff_ffffn : word >> 32n;
+  }
+
+  /**
+   * The distinct values the entry at `addr` held during `[from, to]`, as maximal segments. Slot
+   * changes count as changes (a gfn may turn into MMIO and back).
+   */
+  segments(addr: bigint, bytes: 4 | 8, from: number, to: number): Segment[] {
+    const word = addr & ~7n;
+    const changes = new Set<number>([from]);
+    for (const t of this.#history.get(word)?.times ?? []) if (t > from && t <= to) changes.add(t);
+    for (const [t] of this.#slotHistory) if (t > from && t <= to) changes.add(t);
+    const times = [...changes].sort((a, b) => a - b);
+    const out: Segment[] = [];
+    times.forEach((t, i) => {
+      const value = this.readAt(addr, bytes, t);
+      const end = i + 1 < times.length ? times[i + 1]! - 1 : to;
+      const last = out[out.length - 1];
+      if (last && last.value === value) out[out.length - 1] = { value, from: last.from, to: end };
+      else out.push({ value, from: t, to: end });
+    });
+    return out;
+  }
+
+  /**
+   * Writes 4 or 8 bytes as the guest does. MMIO and ROM drop the write; the result says which.
+   */
+  write(addr: bigint, bytes: 4 | 8, value: bigint): WriteFate {
+    const gfn = addr >> 12n;
+    const slot = this.slotOf(gfn);
+    if (!slot) return "mmio";
+    if (slot.readOnly) return "rom";
+    const word = addr & ~7n;
+    const old = this.#backing(word);
+    const next = bytes === 8
+      ? value
+      : (addr & 4n) === 0n
+      ? (old & 0xffff_ffff_0000_0000n) | (value & 0xffff_ffffn)
+      : (old & 0xffff_ffffn) | ((value & 0xffff_ffffn) << 32n);
+    let page = this.#pages.get(gfn);
+    if (!page) {
+      page = new BigUint64Array(PAGE_WORDS);
+      this.#pages.set(gfn, page);
+    }
+    page[Number((word >> 3n) & 511n)] = next;
+    let h = this.#history.get(word);
+    if (!h) {
+      h = { times: [0], values: [old] };
+      this.#history.set(word, h);
+    }
+    if (h.times[h.times.length - 1] === this.#now) h.values[h.values.length - 1] = next;
+    else {
+      h.times.push(this.#now);
+      h.values.push(next);
+    }
+    return "written";
+  }
+
+  /** Every non-zero word of the backing store, by page, for reports and comparison. */
+  image(): Map<bigint, BigUint64Array> {
+    return new Map(
+      [...this.#pages].sort((a, b) => (a[0] < b[0] ? -1 : 1)).map(([g, p]) => [g, p.slice()]),
+    );
+  }
+}
