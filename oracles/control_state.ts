@@ -141,6 +141,18 @@ export function loadPdptes(
   return { regs, gp, gpAllowed };
 }
 
+/** A case whose initial architectural state cannot exist (its `path` is the JSON path to blame). */
+export class InitialStateError extends RangeError {
+  /** JSONPath of the part of the case to blame. */
+  readonly path: string;
+  /** Builds the error. */
+  constructor(path: string, message: string) {
+    super(message);
+    this.name = "InitialStateError";
+    this.path = path;
+  }
+}
+
 /** The initial control state of every vCPU, from a case (PDPTE registers loaded from memory). */
 export function initialControl(cpu: CpuModel, c: ControlState, read: WordReader): VcpuControl {
   const ctl: VcpuControl = { ...c, pdpteRegs: null };
@@ -150,7 +162,12 @@ export function initialControl(cpu: CpuModel, c: ControlState, read: WordReader)
 function withPdptes(cpu: CpuModel, ctl: VcpuControl, read: WordReader, what: string): VcpuControl {
   if (modeOf(cpu, ctl).kind !== "pae") return { ...ctl, pdpteRegs: null };
   const load = loadPdptes(cpu, ctl.cr3, read);
-  if (load.gp) throw new RangeError(`Cannot load PDPTE registers for the ${what}: ${load.gp}`);
+  if (load.gp) {
+    throw new InitialStateError(
+      "$.control.cr3",
+      `Cannot load PDPTE registers for the ${what}: ${load.gp}`,
+    );
+  }
   return { ...ctl, pdpteRegs: load.regs };
 }
 

@@ -97,7 +97,7 @@ export class ReferenceMachine {
   /**
    * Builds the machine in the case's initial state.
    *
-   * @throws {RangeError} when the initial state is impossible (PAE PDPTEs with reserved bits)
+   * @throws {InitialStateError} when the initial state is impossible (PAE PDPTEs with reserved bits)
    */
   constructor(c: Case, options: MachineOptions = {}) {
     this.cpu = c.cpu;

@@ -1,0 +1,72 @@
+/**
+ * The human-readable form of a replay: one line per step, the allowed outcomes, the A/D writes
+ * committed and, with `--trace`, the walk per level.
+ *
+ * @module
+ */
+import type { CaseReplayJson, ObservationJson, OutcomeJson, StepJson } from "../diff/replay.ts";
+
+/** Text of an observation. */
+export function observationText(o: ObservationJson): string {
+  switch (o.kind) {
+    case "ok":
+      return o.value === null ? `ok gpa=${o.gpa}` : `ok gpa=${o.gpa} value=${o.value}`;
+    case "pf":
+      return `#PF ec=${o.errorCode} cr2=${o.cr2}`;
+    case "gp":
+      return "#GP(0)";
+    case "ss":
+      return "#SS(0)";
+    case "done":
+      return "done";
+    case "dirtyLog":
+      return `dirty log slot ${o.slot} must contain [${o.gfns.join(" ")}]`;
+  }
+}
+
+/** Text of an op, compact: `load la=0x1000 cpl3`. */
+export function opText(op: StepJson["op"]): string {
+  const { op: kind, ...rest } = op as Record<string, unknown> & { op: string };
+  delete rest.vcpu;
+  const fields = Object.entries(rest).map((
+    [k, v],
+  ) => (k === "cpl" ? `cpl${v}` : `${k}=${String(v)}`));
+  return [kind, ...fields].join(" ");
+}
+
+function writesText(o: OutcomeJson): string {
+  const ad = o.writes.filter((w) => w.kind !== "store");
+  return ad.length === 0 ? "" : `  [${ad.map((w) => `${w.kind}@${w.addr}`).join(" ")}]`;
+}
+
+/** Renders a replayed case as text lines. */
+export function replayText(file: string, r: CaseReplayJson, trace: boolean): string[] {
+  const lines = [`${file}${r.title ? `: ${r.title}` : ""}  (${r.mode}, ${r.steps.length} steps)`];
+  for (const s of r.steps) {
+    const who = s.vcpu === null ? "host" : `cpu${s.vcpu}`;
+    const chosen = s.allowed[s.committed]!;
+    lines.push(
+      `  #${s.step} ${who} ${opText(s.op)} -> ${observationText(chosen.observation)}${
+        writesText(chosen)
+      }`,
+    );
+    if (s.allowed.length > 1) {
+      s.allowed.forEach((o, i) => {
+        const mark = i === s.committed ? "*" : " ";
+        lines.push(
+          `      ${mark} allowed (${o.via}): ${observationText(o.observation)}${writesText(o)}`,
+        );
+      });
+    }
+    if (chosen.note) lines.push(`      note: ${chosen.note}`);
+    if (trace) {
+      for (const o of s.allowed) {
+        for (const e of o.trace ?? []) {
+          const when = e.source === "snapshot" ? `snapshot@${e.snapshot}` : e.source;
+          lines.push(`        ${o.via} ${e.level.padEnd(4)} @${e.addr} = ${e.value} (${when})`);
+        }
+      }
+    }
+  }
+  return lines;
+}
