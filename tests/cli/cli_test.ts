@@ -1,0 +1,117 @@
+/**
+ * The replay and fuzz commands, run in-process: exit codes, the text and JSON outputs, and clean
+ * errors for invalid files.
+ */
+import { deepStrictEqual, equal, match, ok } from "node:assert/strict";
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { main as fuzz } from "../../src/cli/fuzz.ts";
+import { main as replay } from "../../src/cli/replay.ts";
+
+/** Runs a command's main with console output captured. */
+function capture(run: () => number): { status: number; out: string; err: string } {
+  const out: string[] = [];
+  const err: string[] = [];
+  const { log, error } = console;
+  console.log = (...a: unknown[]) => void out.push(a.join(" "));
+  console.error = (...a: unknown[]) => void err.push(a.join(" "));
+  try {
+    return { status: run(), out: out.join("\n"), err: err.join("\n") };
+  } finally {
+    console.log = log;
+    console.error = error;
+  }
+}
+
+const SCRATCH = ".tmp/cli_test";
+
+Deno.test("replay: the corpus runs, one line per step, exit 0", () => {
+  const r = capture(() => replay(["corpus/oracle"]));
+  equal(r.status, 0, r.err);
+  match(r.out, /pae-pdpte-edit-needs-reload\.json: PAE/);
+  match(r.out, /#3 cpu0 load la=0x40201008 cpl0 -> ok gpa=0x6008/);
+  match(r.out, /allowed \(tlb\): ok gpa=0x5008 value=0x1111/);
+});
+
+Deno.test("replay --json: one stable document with every step and its allowed outcomes", () => {
+  const r = capture(() =>
+    replay(["corpus/oracle/ia32e4-pte-edit-stale-until-invlpg.json", "--json", "--trace"])
+  );
+  equal(r.status, 0, r.err);
+  const doc = JSON.parse(r.out);
+  equal(doc.format, "shadow-mmu-replay");
+  equal(doc.version, 1);
+  const steps = doc.cases[0].replay.steps;
+  equal(steps.length, 7);
+  deepStrictEqual(
+    steps[2].allowed.map((
+      o: { via: string; observation: { gpa: string } },
+    ) => [o.via, o.observation.gpa]),
+    [
+      ["walk", "0x6008"],
+      ["tlb", "0x5008"],
+    ],
+  );
+  deepStrictEqual(
+    steps[0].allowed[0].writes.map((w: { kind: string; addr: string }) => `${w.kind}@${w.addr}`),
+    [
+      "A@0x1000",
+      "A@0x2008",
+      "A@0x3008",
+      "A@0x4008",
+    ],
+  );
+  equal(steps[2].allowed[1].trace[3].source, "snapshot");
+});
+
+Deno.test("replay: an invalid file names the file and the JSON path, exit 2, other files still run", () => {
+  rmSync(SCRATCH, { recursive: true, force: true });
+  mkdirSync(SCRATCH, { recursive: true });
+  const bad = JSON.parse(Deno.readTextFileSync("corpus/oracle/ia32e5-la57-high-address.json"));
+  bad.program[1].la = "0x12345"; // not 8-byte aligned
+  bad.cpu.maxPhyAddr = 60;
+  writeFileSync(`${SCRATCH}/bad.json`, JSON.stringify(bad));
+  writeFileSync(`${SCRATCH}/broken.json`, "{ not json");
+  Deno.copyFileSync("corpus/oracle/pae-pdpte-edit-needs-reload.json", `${SCRATCH}/good.json`);
+  const r = capture(() => replay([SCRATCH]));
+  equal(r.status, 2);
+  match(r.err, /bad\.json: \$\.cpu\.maxPhyAddr: /);
+  match(r.err, /bad\.json: \$\.program\[1\]\.la: expected an 8-byte aligned linear address/);
+  match(r.err, /broken\.json: \$: invalid JSON/);
+  ok(!/at .*\.ts:\d+/.test(r.err), "no stack trace");
+  match(r.out, /good\.json: PAE/);
+});
+
+Deno.test("replay: an impossible initial state (PAE PDPTE with reserved bits) is an input error", () => {
+  mkdirSync(SCRATCH, { recursive: true });
+  const c = JSON.parse(Deno.readTextFileSync("corpus/oracle/pae-pdpte-edit-needs-reload.json"));
+  c.memory[0].words["0"] = "0x2021"; // PDPTE0: P=1 with bit 5 (reserved in PAE PDPTEs)
+  writeFileSync(`${SCRATCH}/pdpte.json`, JSON.stringify(c));
+  const r = capture(() => replay([`${SCRATCH}/pdpte.json`]));
+  equal(r.status, 2);
+  match(r.err, /pdpte\.json: \$\.control\.cr3: Cannot load PDPTE registers .*PDPTE0 = 0x2021/);
+});
+
+Deno.test("replay: usage errors exit 2 with the usage text", () => {
+  equal(capture(() => replay([])).status, 2);
+  const r = capture(() => replay(["--nope"]));
+  equal(r.status, 2);
+  match(r.err, /usage: deno task replay/);
+});
+
+Deno.test("fuzz: a seeded run replays the corpus and self-checks the oracle without findings", () => {
+  rmSync(`${SCRATCH}/findings`, { recursive: true, force: true });
+  const r = capture(() => fuzz(["--seed", "7", "--runs", "40", "--out", `${SCRATCH}/findings`]));
+  equal(r.status, 0, r.err);
+  match(r.out, /corpus: (\d+)\/\1 cases replayed/);
+  match(r.out, /self-check \(oracle-selfcheck@1, seed 7, mixed\): 40 cases/);
+  let written: string[] = [];
+  try {
+    written = readdirSync(`${SCRATCH}/findings`);
+  } catch { /* nothing written: the directory does not exist */ }
+  deepStrictEqual(written, []);
+});
+
+Deno.test("fuzz: bad flags exit 2", () => {
+  equal(capture(() => fuzz(["--discipline", "lax"])).status, 2);
+  equal(capture(() => fuzz(["--runs", "-3"])).status, 2);
+});
