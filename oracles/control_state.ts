@@ -153,9 +153,25 @@ export class InitialStateError extends RangeError {
   }
 }
 
-/** The initial control state of every vCPU, from a case (PDPTE registers loaded from memory). */
-export function initialControl(cpu: CpuModel, c: ControlState, read: WordReader): VcpuControl {
+/**
+ * Where a PAE walk takes its PDPTEs from: the PDPTE registers loaded at MOV CR3 and mode changes
+ * (Intel, AMD without nested paging), or memory at each walk (AMD NPT, spec §1.6: no load, so no
+ * #GP at MOV CR3, and a reserved PDPTE bit faults at the access instead).
+ */
+export type PdpteSource = "registers" | "memory";
+
+/**
+ * The initial control state of every vCPU, from a case: PDPTE registers are loaded from memory
+ * when the source is "registers".
+ */
+export function initialControl(
+  cpu: CpuModel,
+  c: ControlState,
+  read: WordReader,
+  pdpteSource: PdpteSource = "registers",
+): VcpuControl {
   const ctl: VcpuControl = { ...c, pdpteRegs: null };
+  if (pdpteSource === "memory") return ctl;
   return withPdptes(cpu, ctl, read, "initial state");
 }
 
@@ -171,13 +187,20 @@ function withPdptes(cpu: CpuModel, ctl: VcpuControl, read: WordReader, what: str
   return { ...ctl, pdpteRegs: load.regs };
 }
 
-/** A PDPTE load as a list of alternatives: ok with the new registers, and/or #GP. */
+/**
+ * A PDPTE load as a list of alternatives: ok with the new registers, and/or #GP. With PDPTEs
+ * read from memory at each walk there is no load and nothing to fault on.
+ */
 function pdpteAlternatives(
   cpu: CpuModel,
   next: VcpuControl,
   read: WordReader,
   invalidations: Invalidation[],
+  source: PdpteSource,
 ): ControlWrite[] {
+  if (source === "memory") {
+    return [{ kind: "ok", next: { ...next, pdpteRegs: null }, invalidations }];
+  }
   const load = loadPdptes(cpu, next.cr3, read);
   if (load.gp) return [{ kind: "gp", reason: load.gp }];
   const ok: ControlWrite = { kind: "ok", next: { ...next, pdpteRegs: load.regs }, invalidations };
@@ -200,6 +223,7 @@ export function writeControl(
     { op: "movCr3" | "writeCr0" | "writeCr4" | "writeEfer" | "writePkru" | "writeRflagsAc" }
   >,
   read: WordReader,
+  pdpteSource: PdpteSource = "registers",
 ): ControlWrite[] {
   const gp = (reason: string): ControlWrite[] => [{ kind: "gp", reason }];
   const mode = modeOf(cpu, ctl);
@@ -218,7 +242,7 @@ export function writeControl(
       // Outside 64-bit mode the operand is 32 bits wide (no bit 63, no PCIDs).
       const next = { ...ctl, cr3: op.cr3 & 0xffff_ffffn };
       const flush: Invalidation[] = [{ kind: "pcid", pcid: 0 }];
-      if (mode.kind === "pae") return pdpteAlternatives(cpu, next, read, flush);
+      if (mode.kind === "pae") return pdpteAlternatives(cpu, next, read, flush, pdpteSource);
       return [{ kind: "ok", next, invalidations: flush }];
     }
     case "writeCr0": {
@@ -234,7 +258,7 @@ export function writeControl(
         ? [{ kind: "all" }]
         : [];
       if (modeOf(cpu, next).kind === "pae" && cr0.pg !== ctl.cr0.pg) {
-        return pdpteAlternatives(cpu, next, read, flush);
+        return pdpteAlternatives(cpu, next, read, flush, pdpteSource);
       }
       return [{
         kind: "ok",
@@ -277,7 +301,7 @@ export function writeControl(
         cr4.pse !== ctl.cr4.pse ||
         cr4.smep !== ctl.cr4.smep;
       if (modeOf(cpu, next).kind === "pae" && reloads) {
-        return pdpteAlternatives(cpu, next, read, flush);
+        return pdpteAlternatives(cpu, next, read, flush, pdpteSource);
       }
       return [{
         kind: "ok",

@@ -106,7 +106,12 @@ export class ReferenceMachine {
       pdpteSource: options.pdpteSource ?? "registers",
     };
     this.memory = new GuestMemory(c);
-    const ctl = initialControl(c.cpu, c.control, (a) => this.memory.readWord(a));
+    const ctl = initialControl(
+      c.cpu,
+      c.control,
+      (a) => this.memory.readWord(a),
+      this.options.pdpteSource,
+    );
     this.#vcpus = Array.from(
       { length: c.vcpus },
       () => ({ ctl, controls: [[0, ctl]], invalidations: [] }),
@@ -186,7 +191,8 @@ export class ReferenceMachine {
       case "writePkru":
       case "writeRflagsAc": {
         const v = this.#vcpu(op.vcpu);
-        return writeControl(this.cpu, v.ctl, op, (a) => this.memory.readWord(a)).map((w) =>
+        const read = (a: bigint) => this.memory.readWord(a);
+        return writeControl(this.cpu, v.ctl, op, read, this.options.pdpteSource).map((w) =>
           w.kind === "gp"
             ? {
               observation: { kind: "gp" },

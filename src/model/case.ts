@@ -136,15 +136,17 @@ const CaseObject = z.strictObject({
   memory: z.array(MemoryPage).default([]),
   memslots: z.array(Memslot),
   program: z.array(Op),
-  sut: SutOptions.default(SutOptions.parse({})),
-  meta: CaseMeta.default(CaseMeta.parse({})),
+  // Defaults built per parse: zod copies a default value only shallowly, so a shared object
+  // would hand every case the same `sut.features`, `sut.inject`, `meta.found` and `meta.tags`.
+  sut: SutOptions.default(() => SutOptions.parse({})),
+  meta: CaseMeta.default(() => CaseMeta.parse({})),
 });
 
 /**
  * A test case. Beyond field shapes it checks what the format itself can know: vCPU indices in
  * range, memslots that do not overlap, unique memory pages, control bits the CPU model has, and
- * a legal initial mode. Architectural checks that need the page tables (PAE PDPTE reserved bits)
- * belong to the oracle.
+ * a legal initial mode, once every field has the right shape. Architectural checks that need the
+ * page tables (PAE PDPTE reserved bits) belong to the oracle.
  */
 export const Case = CaseObject.superRefine((c, ctx) => {
   const feature = c.cpu.features;
@@ -216,6 +218,10 @@ export const Case = CaseObject.superRefine((c, ctx) => {
       need(!overlap, ["memslots", i], `memslot overlaps memslots[${j}]`);
     });
   });
+}, {
+  // Only on a value whose every field parsed: zod runs refinements after non-aborting issues
+  // too (a failed hex pattern leaves a string where a bigint belongs, and `cr3 >> n` throws).
+  when: (payload) => payload.issues.length === 0,
 });
 
 /** A decoded case (bigints for 64-bit values, defaults filled in). */

@@ -29,6 +29,9 @@ export interface CaseSpec {
   vcpus?: number;
 }
 
+/** Memory of a case spec: `[physical address, value, bytes?]` entries, later ones win. */
+export type Mem = NonNullable<CaseSpec["memory"]>;
+
 /** Builds and validates a case; throws with the zod message if the spec is not a valid case. */
 export function buildCase(spec: CaseSpec): Case {
   const m = spec.mode;

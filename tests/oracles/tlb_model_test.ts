@@ -3,59 +3,21 @@
  * architecture allows, and that invalidations take them away.
  */
 import { deepStrictEqual, equal } from "node:assert/strict";
-import { ReferenceMachine, type StepChoices } from "../../oracles/machine.ts";
-import { formatObservation } from "../../src/model/observation.ts";
+import { ReferenceMachine } from "../../oracles/machine.ts";
 import {
   ADDR4,
   buildCase,
   type CaseSpec,
   decodeOp,
   LA4,
+  type Mem,
   op,
   tables4,
 } from "../_helpers/case_builder.ts";
-
-type Mem = NonNullable<CaseSpec["memory"]>;
-
-/**
- * Linear addresses through which the guest edits its own tables: PD[2] points at a second page
- * table at 0xd000 whose entries 0 and 1 map the PT page and the PD page, so the edits do not
- * depend on the PD entry the tests change.
- */
-const MAP_PT = 0x4040_0000n;
-const MAP_PD = 0x4040_1000n;
-/** The PTE of LA4 (PT[1]) and the PDE (PD[1]) as the guest writes them. */
-const PTE_VIA = MAP_PT + 8n;
-const PDE_VIA = MAP_PD + 8n;
-
-function machine(spec: Partial<CaseSpec> = {}): ReferenceMachine {
-  const memory: Mem = [
-    ...tables4(),
-    [0x3010n, 0xd067n], // PD[2] -> second PT
-    [0xd000n, 0x4067n], // -> PT page
-    [0xd008n, 0x3067n], // -> PD page
-    ...(spec.memory ?? []),
-  ];
-  return new ReferenceMachine(buildCase({ mode: "ia32e4", ...spec, memory }));
-}
-
-/** Runs ops committing the fresh walk, and returns the choices of the last one. */
-function run(m: ReferenceMachine, ...ops: unknown[]): StepChoices {
-  let last: StepChoices | undefined;
-  for (const o of ops) {
-    last = m.allowed(decodeOp(o));
-    m.commit(last, 0);
-  }
-  return last!;
-}
-
-/** The allowed observations of a step, as sorted text. */
-function allowed(choices: StepChoices): string[] {
-  return [...new Set(choices.outcomes.map((o) => formatObservation(o.observation)))].sort();
-}
+import { allowed, PDE_VIA, PTE_VIA, run, selfMappedMachine } from "../_helpers/oracle_machine.ts";
 
 Deno.test("TLB model: a PTE frame change without INVLPG allows the old or the new frame, nothing else", () => {
-  const m = machine();
+  const m = selfMappedMachine();
   run(m, op.load(LA4), op.store(PTE_VIA, 0x6067n));
   deepStrictEqual(allowed(m.allowed(decodeOp(op.load(LA4)))), [
     "ok gpa=0x5008 value=0x0",
@@ -64,13 +26,13 @@ Deno.test("TLB model: a PTE frame change without INVLPG allows the old or the ne
 });
 
 Deno.test("TLB model: after INVLPG of the address only the new translation is allowed", () => {
-  const m = machine();
+  const m = selfMappedMachine();
   run(m, op.load(LA4), op.store(PTE_VIA, 0x6067n), op.invlpg(LA4));
   deepStrictEqual(allowed(m.allowed(decodeOp(op.load(LA4)))), ["ok gpa=0x6008 value=0x0"]);
 });
 
 Deno.test("TLB model: after a flushing MOV CR3 only the new translation is allowed", () => {
-  const m = machine();
+  const m = selfMappedMachine();
   run(m, op.load(LA4), op.store(PTE_VIA, 0x6067n), op.movCr3(0x1000n));
   deepStrictEqual(allowed(m.allowed(decodeOp(op.load(LA4)))), ["ok gpa=0x6008 value=0x0"]);
 });
@@ -79,24 +41,24 @@ Deno.test("TLB model: only values in memory after the last flush can be stale", 
   // All entries already have A=1, so a speculative walk may have cached the old PTE between the
   // MOV CR3 and the change without any observable write: the old frame is allowed.
   const accessed = { memory: tables4({ PML4: 0x20n, PDPT: 0x20n, PD: 0x20n, PT: 0x20n }) };
-  const m = machine(accessed);
+  const m = selfMappedMachine(accessed);
   run(m, op.movCr3(0x1000n), op.store(PTE_VIA, 0x6067n));
   deepStrictEqual(allowed(m.allowed(decodeOp(op.load(LA4)))), [
     "ok gpa=0x5008 value=0x0",
     "ok gpa=0x6008 value=0x0",
   ]);
   // A value that was in memory only before the flush is gone.
-  const n = machine(accessed);
+  const n = selfMappedMachine(accessed);
   run(n, op.store(PTE_VIA, 0x6067n), op.movCr3(0x1000n));
   deepStrictEqual(allowed(n.allowed(decodeOp(op.load(LA4)))), ["ok gpa=0x6008 value=0x0"]);
   // With A=0 in the upper levels no walk can have happened since the flush: only the new frame.
-  const o = machine();
+  const o = selfMappedMachine();
   run(o, op.movCr3(0x1000n), op.store(PTE_VIA, 0x6067n));
   deepStrictEqual(allowed(o.allowed(decodeOp(op.load(LA4)))), ["ok gpa=0x6008 value=0x0"]);
 });
 
 Deno.test("TLB model: a PTE present 0->1 must take effect at once (no negative caching)", () => {
-  const m = machine({ memory: [[ADDR4.PT, 0x5006n]] }); // PT[1] not present
+  const m = selfMappedMachine({ memory: [[ADDR4.PT, 0x5006n]] }); // PT[1] not present
   const first = run(m, op.load(LA4));
   deepStrictEqual(allowed(first), ["#PF ec=0x0 cr2=0x40201008"]);
   run(m, op.store(PTE_VIA, 0x5067n));
@@ -104,7 +66,7 @@ Deno.test("TLB model: a PTE present 0->1 must take effect at once (no negative c
 });
 
 Deno.test("TLB model: a #PF invalidates the faulting page, so a spurious fault happens at most once", () => {
-  const m = machine();
+  const m = selfMappedMachine();
   // Cache a read-only translation, then make the page writable without invalidating.
   run(m, op.store(PTE_VIA, 0x5065n), op.invlpg(LA4), op.load(LA4), op.store(PTE_VIA, 0x5067n));
   deepStrictEqual(allowed(m.allowed(decodeOp(op.store(LA4, 1n)))), [
@@ -118,7 +80,7 @@ Deno.test("TLB model: a #PF invalidates the faulting page, so a spurious fault h
 
 Deno.test("TLB model: a #PF on one page leaves another page's TLB entry alone", () => {
   const other = 0x4020_0008n; // PT[0], not present: faults
-  const m = machine();
+  const m = selfMappedMachine();
   run(m, op.load(LA4), op.store(PTE_VIA, 0x6067n), op.load(other));
   deepStrictEqual(allowed(m.allowed(decodeOp(op.load(LA4)))), [
     "ok gpa=0x5008 value=0x0",
@@ -128,7 +90,7 @@ Deno.test("TLB model: a #PF on one page leaves another page's TLB entry alone", 
 
 Deno.test("TLB model: global pages survive a non-global flush, and a CR4.PGE toggle removes them", () => {
   const spec: Partial<CaseSpec> = { cr4: { pge: true }, memory: [[ADDR4.PT, 0x5107n]] };
-  const m = machine(spec);
+  const m = selfMappedMachine(spec);
   run(m, op.load(LA4), op.store(PTE_VIA, 0x6167n), op.movCr3(0x1000n));
   deepStrictEqual(allowed(m.allowed(decodeOp(op.load(LA4)))), [
     "ok gpa=0x5008 value=0x0",
@@ -139,20 +101,20 @@ Deno.test("TLB model: global pages survive a non-global flush, and a CR4.PGE tog
 });
 
 Deno.test("TLB model: G in a non-leaf entry does not make a global page", () => {
-  const m = machine({ cr4: { pge: true }, memory: [[ADDR4.PD, 0x4107n]] });
+  const m = selfMappedMachine({ cr4: { pge: true }, memory: [[ADDR4.PD, 0x4107n]] });
   run(m, op.load(LA4), op.store(PTE_VIA, 0x6067n), op.movCr3(0x1000n));
   deepStrictEqual(allowed(m.allowed(decodeOp(op.load(LA4)))), ["ok gpa=0x6008 value=0x0"]);
 });
 
 Deno.test("TLB model: INVLPG of a global page removes it whatever the PCID", () => {
-  const m = machine({ cr4: { pge: true }, memory: [[ADDR4.PT, 0x5107n]] });
+  const m = selfMappedMachine({ cr4: { pge: true }, memory: [[ADDR4.PT, 0x5107n]] });
   run(m, op.load(LA4), op.store(PTE_VIA, 0x6167n), op.invlpg(LA4));
   deepStrictEqual(allowed(m.allowed(decodeOp(op.load(LA4)))), ["ok gpa=0x6008 value=0x0"]);
 });
 
 Deno.test("TLB model: a stale PDE cache entry combines with current memory below it", () => {
   // PD[1] is repointed from PT 0x4000 to PT 0x7000, then the old PT's entry is cleared (row 73).
-  const m = machine({ memory: [[0x7008n, 0x8067n]] });
+  const m = selfMappedMachine({ memory: [[0x7008n, 0x8067n]] });
   run(m, op.load(LA4), op.store(PDE_VIA, 0x7067n), op.store(PTE_VIA, 0n));
   deepStrictEqual(allowed(m.allowed(decodeOp(op.load(LA4)))), [
     "#PF ec=0x0 cr2=0x40201008", // stale PDE cache entry -> the cleared PTE in T1
@@ -162,7 +124,7 @@ Deno.test("TLB model: a stale PDE cache entry combines with current memory below
 });
 
 Deno.test("TLB model: INVLPG of another address flushes the PSCs but may leave this TLB entry", () => {
-  const m = machine({ memory: [[0x7008n, 0x8067n]] });
+  const m = selfMappedMachine({ memory: [[0x7008n, 0x8067n]] });
   run(m, op.load(LA4), op.store(PDE_VIA, 0x7067n), op.store(PTE_VIA, 0n), op.invlpg(0x1000_0000n));
   deepStrictEqual(allowed(m.allowed(decodeOp(op.load(LA4)))), [
     "ok gpa=0x5008 value=0x0",
@@ -173,7 +135,7 @@ Deno.test("TLB model: INVLPG of another address flushes the PSCs but may leave t
 Deno.test("TLB model: an entry with A=0 in memory was never cached", () => {
   // The PTE changes to frame 0x6000 with A=0 and back; a TLB entry for the A=0 value would have
   // required the processor to set A, an observable write that never happened.
-  const m = machine({ memory: [[ADDR4.PT, 0x5067n]] });
+  const m = selfMappedMachine({ memory: [[ADDR4.PT, 0x5067n]] });
   run(m, op.store(PTE_VIA, 0x6007n), op.store(PTE_VIA, 0x5067n));
   deepStrictEqual(allowed(m.allowed(decodeOp(op.load(LA4)))), ["ok gpa=0x5008 value=0x0"]);
 });
@@ -186,23 +148,23 @@ Deno.test("TLB model: PCIDs keep translations of another address space after a n
     [0xb008n, 0xc027n],
     [0xc008n, 0x6067n],
   ];
-  const m = machine({ cr4: { pcide: true }, memory: second });
+  const m = selfMappedMachine({ cr4: { pcide: true }, memory: second });
   run(m, op.load(LA4), op.movCr3(0x9000n, true));
   deepStrictEqual(allowed(m.allowed(decodeOp(op.load(LA4)))), [
     "ok gpa=0x5008 value=0x0",
     "ok gpa=0x6008 value=0x0",
   ]);
   // Switching with a flush drops them; the old PCID's entries do not apply to PCID 1.
-  const n = machine({ cr4: { pcide: true }, memory: second });
+  const n = selfMappedMachine({ cr4: { pcide: true }, memory: second });
   run(n, op.load(LA4), op.movCr3(0x9000n));
   deepStrictEqual(allowed(n.allowed(decodeOp(op.load(LA4)))), ["ok gpa=0x6008 value=0x0"]);
-  const p = machine({ cr4: { pcide: true }, memory: second });
+  const p = selfMappedMachine({ cr4: { pcide: true }, memory: second });
   run(p, op.load(LA4), op.movCr3(0x9001n, true));
   deepStrictEqual(allowed(p.allowed(decodeOp(op.load(LA4)))), ["ok gpa=0x6008 value=0x0"]);
 });
 
 Deno.test("TLB model: rights are evaluated at use time (CR0.WP takes effect without a flush)", () => {
-  const m = machine({ memory: [[ADDR4.PT, 0x5065n]] }); // read-only page
+  const m = selfMappedMachine({ memory: [[ADDR4.PT, 0x5065n]] }); // read-only page
   run(m, op.load(LA4), op.writeCr0({ wp: false }));
   deepStrictEqual(allowed(m.allowed(decodeOp(op.store(LA4, 1n)))), ["ok gpa=0x5008"]);
   run(m, op.writeCr0({ wp: true }));
@@ -211,7 +173,7 @@ Deno.test("TLB model: rights are evaluated at use time (CR0.WP takes effect with
 
 Deno.test("TLB model: a 2-MiB page and its replacing 4-KiB page table may coexist (row 71)", () => {
   // PD[1] maps a 2-MiB page at 0x20_0000; it is replaced by a pointer to PT 0x4000.
-  const m = machine({ memory: [[ADDR4.PD, 0x20_00e7n]] });
+  const m = selfMappedMachine({ memory: [[ADDR4.PD, 0x20_00e7n]] });
   run(m, op.load(LA4), op.store(PDE_VIA, 0x4067n));
   deepStrictEqual(allowed(m.allowed(decodeOp(op.load(LA4)))), [
     "ok gpa=0x201008 value=0x0",
@@ -224,7 +186,7 @@ Deno.test("TLB model: a 2-MiB page and its replacing 4-KiB page table may coexis
 Deno.test("TLB model: a write through a cached clean leaf sets D in the entry's location", () => {
   // The PTE is read (A set, D clear), then its frame changes: a stale write goes to the old frame
   // and ORs D into the entry as it is now (spec §6.5 option (a)).
-  const m = machine({ memory: [[ADDR4.PT, 0x5027n]] });
+  const m = selfMappedMachine({ memory: [[ADDR4.PT, 0x5027n]] });
   run(m, op.load(LA4), op.store(PTE_VIA, 0x6027n));
   const choices = m.allowed(decodeOp(op.store(LA4, 1n)));
   const stale = choices.outcomes.find((o) => o.via === "tlb");
@@ -261,7 +223,7 @@ Deno.test("TLB model: PAE PDPTE edits take effect only after a PDPTE reload", ()
 Deno.test("TLB model: EFER.NXE toggled without a flush allows either reading of a cached XD", () => {
   // The PTE has XD=1 and is cached; NXE is then cleared. A fetch may use the cached entry with
   // XD honoured (fault) or ignored; a fresh walk now sees bit 63 as reserved (spec §9.6).
-  const m = machine({ memory: [[ADDR4.PT, 0x8000_0000_0000_5067n]] });
+  const m = selfMappedMachine({ memory: [[ADDR4.PT, 0x8000_0000_0000_5067n]] });
   run(m, op.load(LA4), op.writeEfer({ nxe: false }));
   deepStrictEqual(allowed(m.allowed(decodeOp(op.fetch(LA4)))), [
     "#PF ec=0x1 cr2=0x40201008", // cached XD honoured; I/D follows the current NXE=0
