@@ -49,6 +49,20 @@ export interface AllowedOutcome {
   readonly note: string | null;
 }
 
+/** An outcome of a non-access op (or of an access, with `more` giving its walk and writes). */
+function outcomeOf(observation: Observation, more: Partial<AllowedOutcome> = {}): AllowedOutcome {
+  return {
+    observation,
+    via: "op",
+    walk: null,
+    writes: [],
+    control: null,
+    invalidations: [],
+    note: null,
+    ...more,
+  };
+}
+
 /** The allowed outcomes of one step, before it is committed. */
 export interface StepChoices {
   /** 1-based step number (its time stamp). */
@@ -144,15 +158,7 @@ export class ReferenceMachine {
 
   #outcomes(op: Op): AllowedOutcome[] {
     const done = (note: string | null = null): AllowedOutcome[] => [
-      {
-        observation: { kind: "done" },
-        via: "op",
-        walk: null,
-        writes: [],
-        control: null,
-        invalidations: [],
-        note,
-      },
+      outcomeOf({ kind: "done" }, { note }),
     ];
     switch (op.op) {
       case "load":
@@ -174,15 +180,11 @@ export class ReferenceMachine {
           return done("non-canonical operand: INVLPG is a no-op");
         }
         const la = effectiveLa(mode, op.la);
-        return [{
-          observation: { kind: "done" },
-          via: "op",
-          walk: null,
-          writes: [],
-          control: null,
-          invalidations: [{ kind: "invlpg", pcid: pcidOf(v.ctl), la }],
-          note: null,
-        }];
+        return [
+          outcomeOf({ kind: "done" }, {
+            invalidations: [{ kind: "invlpg", pcid: pcidOf(v.ctl), la }],
+          }),
+        ];
       }
       case "movCr3":
       case "writeCr0":
@@ -194,38 +196,14 @@ export class ReferenceMachine {
         const read = (a: bigint) => this.memory.readWord(a);
         return writeControl(this.cpu, v.ctl, op, read, this.options.pdpteSource).map((w) =>
           w.kind === "gp"
-            ? {
-              observation: { kind: "gp" },
-              via: "op",
-              walk: null,
-              writes: [],
-              control: null,
-              invalidations: [],
-              note: w.reason,
-            }
-            : {
-              observation: { kind: "done" },
-              via: "op",
-              walk: null,
-              writes: [],
-              control: w.next,
-              invalidations: w.invalidations,
-              note: null,
-            }
+            ? outcomeOf({ kind: "gp" }, { note: w.reason })
+            : outcomeOf({ kind: "done" }, { control: w.next, invalidations: w.invalidations })
         );
       }
       case "dirtyLogGetAndClear": {
         const gfns = [...(this.#dirty.get(op.slot) ?? [])].sort((a, b) => (a < b ? -1 : 1));
         const note = this.#dirty.has(op.slot) ? null : "slot has no dirty logging: empty log";
-        return [{
-          observation: { kind: "dirtyLog", slot: op.slot, gfns },
-          via: "op",
-          walk: null,
-          writes: [],
-          control: null,
-          invalidations: [],
-          note,
-        }];
+        return [outcomeOf({ kind: "dirtyLog", slot: op.slot, gfns }, { note })];
       }
       case "dirtyLogEnable":
         return done(
@@ -264,28 +242,17 @@ export class ReferenceMachine {
     const out: AllowedOutcome[] = [];
     for (const { via, result } of candidates) {
       if (result.kind === "gp" || result.kind === "ss") {
-        out.push({
-          observation: { kind: result.kind },
-          via,
-          walk: result,
-          writes: [],
-          control: null,
-          invalidations: [],
-          note: null,
-        });
+        out.push(outcomeOf({ kind: result.kind }, { via, walk: result }));
       } else if (result.kind === "pf") {
         for (const errorCode of [result.errorCode, ...result.alternatives]) {
-          out.push({
-            observation: { kind: "pf", errorCode, cr2: result.cr2 },
+          out.push(outcomeOf({ kind: "pf", errorCode, cr2: result.cr2 }, {
             via,
             walk: result,
-            writes: [],
-            control: null,
             invalidations: [{ kind: "pf", pcid, la: result.la }],
             note: errorCode === result.errorCode
               ? null
               : "alternative error code the architecture allows",
-          });
+          }));
         }
       } else {
         const writes: MemWrite[] = result.writes.map((w) => ({
@@ -299,15 +266,7 @@ export class ReferenceMachine {
           writes.push({ addr: result.pa, bytes: 8, kind: "store", mask: 0n, value: op.value });
         }
         const value = op.op === "store" ? null : this.#valueAfter(result.pa, writes);
-        out.push({
-          observation: { kind: "ok", gpa: result.pa, value },
-          via,
-          walk: result,
-          writes,
-          control: null,
-          invalidations: [],
-          note: null,
-        });
+        out.push(outcomeOf({ kind: "ok", gpa: result.pa, value }, { via, walk: result, writes }));
       }
     }
     return out;
