@@ -55,7 +55,8 @@ export function parseCase(text: string, file: string): CaseLoad {
   try {
     json = JSON.parse(text);
   } catch (e: unknown) {
-    const why = e instanceof Error ? e.message : String(e);
+    // The parser's message may quote the input across lines: keep one problem on one line.
+    const why = (e instanceof Error ? e.message : String(e)).replace(/\s*\n\s*/g, " ");
     return {
       ok: false,
       file,
@@ -68,8 +69,25 @@ export function parseCase(text: string, file: string): CaseLoad {
 /** Validates an already-parsed JSON value as a case. */
 export function validateCase(json: unknown, file: string): CaseLoad {
   const parsed = Case.safeParse(json);
-  if (parsed.success) return { ok: true, file, case: parsed.data };
-  return { ok: false, file, error: new CaseFileError(file, problemsOf(parsed.error)) };
+  const problems = [...protoKeys(json), ...(parsed.success ? [] : problemsOf(parsed.error))];
+  if (parsed.success && problems.length === 0) return { ok: true, file, case: parsed.data };
+  return { ok: false, file, error: new CaseFileError(file, problems) };
+}
+
+/**
+ * zod records skip a `"__proto__"` key without a word; a word index named so would be lost
+ * silently, so it is reported here.
+ */
+function protoKeys(json: unknown): CaseProblem[] {
+  const memory = (json as { memory?: unknown } | null)?.memory;
+  if (!Array.isArray(memory)) return [];
+  return memory.flatMap((page, i) => {
+    const words = (page as { words?: unknown } | null)?.words;
+    const own = words !== null && typeof words === "object" && Object.hasOwn(words, "__proto__");
+    return own
+      ? [{ path: jsonPath(["memory", i, "words", "__proto__"]), message: "expected a word index" }]
+      : [];
+  });
 }
 
 function problemsOf(error: z.ZodError): CaseProblem[] {
