@@ -37,7 +37,13 @@ import {
   root_to_sp,
   sptep_to_sp,
 } from "./mmu.ts";
-import { is_last_spte, PT_PRESENT_MASK, SPTE_BASE_ADDR_MASK, spte_to_pfn } from "./spte.ts";
+import {
+  is_last_spte,
+  is_shadow_present_pte,
+  PT_PRESENT_MASK,
+  SPTE_BASE_ADDR_MASK,
+  spte_to_pfn,
+} from "./spte.ts";
 import { vcpu_clear_mmio_info } from "./mmio.ts";
 
 /** `INVALID_PAE_ROOT`. */
@@ -87,7 +93,7 @@ export class ShadowWalkIterator {
 
   /** `__shadow_walk_next`. */
   next(spte: bigint = get_spte(this.#kvm, this.sptep)): void {
-    if (is_last_spte(spte, this.level)) {
+    if (!is_shadow_present_pte(spte) || is_last_spte(spte, this.level)) {
       this.level = 0;
       return;
     }
