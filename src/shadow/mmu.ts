@@ -25,7 +25,6 @@ import {
   PT_WRITABLE_MASK,
   shadow_mmu_writable_mask,
   SHADOW_NONPRESENT_VALUE,
-  spte_needs_atomic_update,
   spte_to_pfn,
 } from "./spte.ts";
 import { FNAME_sync_spte } from "./paging_tmpl_mmu.ts";
@@ -74,7 +73,6 @@ function mmu_spte_update_no_track(kvm: Kvm, sptep: number, new_spte: bigint): bi
   }
   // Single-threaded model of the exchange: the read above is the value the xchg returns.
   write_spte(kvm, sptep, new_spte);
-  void spte_needs_atomic_update;
   return old_spte;
 }
 
@@ -431,10 +429,9 @@ function kvm_mmu_unlink_parents(kvm: Kvm, sp: KvmMmuPage): void {
 }
 
 /** `kvm_unlink_unsync_page`. */
-function kvm_unlink_unsync_page(kvm: Kvm, sp: KvmMmuPage): void {
+function kvm_unlink_unsync_page(sp: KvmMmuPage): void {
   if (!sp.unsync) throw new Error(`${sp} is not unsync`);
   sp.unsync = false;
-  void kvm;
 }
 
 /**
@@ -455,7 +452,7 @@ export function kvm_mmu_prepare_zap_page(
   kvm_mmu_page_unlink_children(kvm, sp, invalid_list);
   kvm_mmu_unlink_parents(kvm, sp);
   if (!sp.role.invalid && sp.has_gptes) unaccount_shadowed(kvm, sp);
-  if (sp.unsync) kvm_unlink_unsync_page(kvm, sp);
+  if (sp.unsync) kvm_unlink_unsync_page(sp);
   if (sp.root_count === 0) {
     if (!invalid_list.includes(sp)) invalid_list.push(sp);
   } else {
@@ -694,7 +691,7 @@ export function mmu_sync_children(vcpu: KvmVcpu, parent: KvmMmuPage, _can_yield:
   if (flush) kvm_flush_remote_tlbs(kvm);
   for (const sp of pages) {
     if (is_obsolete_sp(kvm, sp)) continue;
-    kvm_unlink_unsync_page(kvm, sp);
+    kvm_unlink_unsync_page(sp);
     kvm_sync_page(vcpu, sp, invalid_list);
     clear_parents_after_sync(kvm, sp);
   }

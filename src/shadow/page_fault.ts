@@ -12,7 +12,13 @@
  */
 import type { KvmVcpu } from "./kvm_vcpu.ts";
 import { KVM_MAX_HUGEPAGE_LEVEL, type KvmMemorySlot, PG_LEVEL_4K } from "./kvm_memslots.ts";
-import { ACC_EXEC_MASK, ACC_USER_MASK, ACC_WRITE_MASK, kvm_mmu_child_role } from "./mmu_role.ts";
+import {
+  ACC_EXEC_MASK,
+  ACC_USER_MASK,
+  ACC_WRITE_MASK,
+  kvm_mmu_child_role,
+  roleWord,
+} from "./mmu_role.ts";
 import type { KvmMmuPage } from "./mmu_page.ts";
 import { spte_index } from "./mmu_page.ts";
 import {
@@ -128,12 +134,10 @@ export function kvm_mmu_get_child_sp(
   if (is_shadow_present_pte(spte) && !is_large_pte(spte)) {
     const child = kvm.spOfPfn.get(spte_to_pfn(spte));
     if (kvm.bug("child_sp_reuse_without_check")) return EEXIST;
-    if (child && child.gfn === gfn && child.roleWord === roleWordOf(role)) return EEXIST;
+    if (child && child.gfn === gfn && child.roleWord === roleWord(role)) return EEXIST;
   }
   return kvm_mmu_get_shadow_page(vcpu, gfn, role);
 }
-
-import { roleWord as roleWordOf } from "./mmu_role.ts";
 
 /**
  * `make_spte` (spte.c, 2026 text): builds a leaf SPTE. Returns `wrprot` (W was wanted but the
@@ -320,6 +324,3 @@ export function is_page_fault_stale(vcpu: KvmVcpu, fault: KvmPageFault): boolean
   if (is_dummy_root(kvm, vcpu.mmu.root.hpa)) return true;
   return kvm.mmu_invalidate_in_progress > 0 || fault.mmu_seq !== kvm.mmu_invalidate_seq;
 }
-
-/** Re-exported for `FNAME(fetch)` and `direct_map`. */
-export { link_shadow_page };

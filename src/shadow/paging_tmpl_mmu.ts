@@ -23,6 +23,7 @@ import {
   kvm_mmu_page_get_access,
   kvm_mmu_page_get_gfn,
   kvm_mmu_page_set_access,
+  link_shadow_page,
   mmu_spte_clear_no_track,
   mmu_spte_update,
   mmu_sync_children,
@@ -41,7 +42,6 @@ import {
   PTE_PREFETCH_NUM,
   type PttypeDesc,
   walk_addr,
-  type WalkerFault,
 } from "./paging_tmpl.ts";
 import { kvm_vcpu_read_guest_atomic, walkerGuestAccess, walkerVcpu } from "./guest_access.ts";
 import {
@@ -50,7 +50,6 @@ import {
   kvm_mmu_get_child_sp,
   kvm_mmu_hugepage_adjust,
   type KvmPageFault,
-  link_shadow_page,
   make_spte,
   mmu_set_spte,
   page_fault_handle_page_track,
@@ -225,12 +224,6 @@ function fetch(vcpu: KvmVcpu, desc: PttypeDesc, fault: KvmPageFault, gw: GuestWa
   if (ret === "RET_PF_SPURIOUS") return ret;
   pte_prefetch(vcpu, desc, gw, it.sptep);
   return ret;
-}
-
-/** The result of `FNAME(page_fault)`, with the walker's fault when one was injected. */
-export interface GuestPageFaultResult {
-  readonly ret: RetPf;
-  readonly injected: WalkerFault | null;
 }
 
 /** `FNAME(page_fault)`. */
