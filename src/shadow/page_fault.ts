@@ -29,7 +29,6 @@ import {
   kvm_flush_remote_tlbs,
   kvm_mmu_get_shadow_page,
   kvm_mmu_page_set_access,
-  link_shadow_page,
   mmu_spte_update,
   mmu_try_to_unsync_pages,
   rmap_add,
