@@ -161,6 +161,11 @@ export class GuestMemory {
     return "written";
   }
 
+  /** The backing store's pages, in no particular order, without copying (do not modify). */
+  pages(): IterableIterator<[bigint, Readonly<BigUint64Array>]> {
+    return this.#pages.entries();
+  }
+
   /** Every non-zero word of the backing store, by page, for reports and comparison. */
   image(): Map<bigint, BigUint64Array> {
     return new Map(

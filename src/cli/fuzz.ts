@@ -12,7 +12,7 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { InitialStateError } from "../../oracles/control_state.ts";
 import { caseFilesIn, encodeCase, loadCaseFile } from "../corpus/load_case.ts";
-import { replayCase } from "../diff/replay.ts";
+import { EXPECT_DIVERGENCE, replayCase } from "../diff/replay.ts";
 import { selfCheck } from "../diff/oracle_selfcheck.ts";
 import { SELFCHECK_GENERATOR, selfCheckCase } from "../gen/oracle_selfcheck_case.ts";
 import { writeFileAtomic } from "./write_atomic.ts";
@@ -82,10 +82,10 @@ export function main(args: string[]): number {
   const base = Deno.env.get("INIT_CWD") ?? Deno.cwd();
   const say = (line: string) => values.quiet || console.log(line);
 
-  // 1. The corpus, through the oracle.
+  // 1. The corpus, through the oracle and the SUT.
   let status = 0;
   const files = caseFilesIn([resolve(base, values.corpus)]);
-  let replayed = 0;
+  const tally = { pass: 0, expected: 0, unsupported: 0, unexpected: 0 };
   for (const file of files) {
     const loaded = loadCaseFile(file);
     if (!loaded.ok) {
@@ -94,15 +94,32 @@ export function main(args: string[]): number {
       continue;
     }
     try {
-      replayCase(loaded.case);
-      replayed++;
+      const v = replayCase(loaded.case).verdict;
+      const c = loaded.case;
+      const expectDivergence = c.sut.inject.length > 0 || c.meta.tags.includes(EXPECT_DIVERGENCE);
+      if (v.status === "unsupported") tally.unsupported++;
+      else if ((v.status === "divergence") === expectDivergence) {
+        tally[expectDivergence ? "expected" : "pass"]++;
+      } else {
+        tally.unexpected++;
+        status = 1;
+        console.error(
+          v.status === "divergence"
+            ? `${file}: step ${v.step}: ${v.kind} divergence: ${v.detail}`
+            : `${file}: expected a divergence (${EXPECT_DIVERGENCE} or sut.inject), the SUT passed`,
+        );
+      }
     } catch (e: unknown) {
       if (!(e instanceof InitialStateError)) throw e;
       console.error(`${file}: ${e.path}: ${e.message}`);
       status = 2;
     }
   }
-  say(`corpus: ${replayed}/${files.length} cases replayed through the oracle`);
+  say(
+    `corpus: ${files.length} cases through the oracle and the SUT: ${tally.pass} pass, ` +
+      `${tally.expected} diverge as expected, ${tally.unsupported} unsupported, ` +
+      `${tally.unexpected} unexpected`,
+  );
 
   // 2. The oracle self-check on generated programs.
   const started = performance.now();

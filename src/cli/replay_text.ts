@@ -39,18 +39,47 @@ function writesText(o: OutcomeJson): string {
   return ad.length === 0 ? "" : `  [${ad.map((w) => `${w.kind}@${w.addr}`).join(" ")}]`;
 }
 
+/** Text of a SUT step. */
+function sutText(s: NonNullable<StepJson["sut"]>): string {
+  return s.kind === "observation"
+    ? observationText(s.observation)
+    : `SUT failure (${s.reason}): ${s.detail}`;
+}
+
+/** Text of a verdict. */
+function verdictText(r: CaseReplayJson): string[] {
+  const v = r.verdict;
+  switch (v.status) {
+    case "oracle-only":
+      return [];
+    case "pass":
+      return ["  verdict: pass (every SUT result allowed, guest memory equal)"];
+    case "unsupported":
+      return [`  verdict: unsupported${v.step === null ? "" : ` at step ${v.step}`}: ${v.reason}`];
+    case "divergence":
+      return [
+        `  verdict: DIVERGENCE at step ${v.step} (${v.kind}): ${v.detail}`,
+        `    SUT:     ${v.got}`,
+        `    allowed: ${v.expected.join(" | ")}`,
+      ];
+  }
+}
+
 /** Renders a replayed case as text lines. */
 export function replayText(file: string, r: CaseReplayJson, trace: boolean): string[] {
-  const lines = [`${file}${r.title ? `: ${r.title}` : ""}  (${r.mode}, ${r.steps.length} steps)`];
+  const sides = r.sides === "both" ? "oracle + SUT" : "oracle only";
+  const lines = [
+    `${file}${r.title ? `: ${r.title}` : ""}  (${r.mode}, ${r.steps.length} steps, ${sides})`,
+  ];
+  const events = Map.groupBy(r.events ?? [], (e) => e.step);
   for (const s of r.steps) {
     const who = s.vcpu === null ? "host" : `cpu${s.vcpu}`;
-    const chosen = s.allowed[s.committed]!;
-    lines.push(
-      `  #${s.step} ${who} ${opText(s.op)} -> ${observationText(chosen.observation)}${
-        writesText(chosen)
-      }`,
-    );
-    if (s.allowed.length > 1) {
+    const chosen = s.committed === null ? null : s.allowed[s.committed]!;
+    const result = chosen
+      ? `${observationText(chosen.observation)}${writesText(chosen)}`
+      : `${s.sut ? sutText(s.sut) : "?"}  <- not allowed`;
+    lines.push(`  #${s.step} ${who} ${opText(s.op)} -> ${result}`);
+    if (s.allowed.length > 1 || chosen === null) {
       s.allowed.forEach((o, i) => {
         const mark = i === s.committed ? "*" : " ";
         lines.push(
@@ -58,7 +87,13 @@ export function replayText(file: string, r: CaseReplayJson, trace: boolean): str
         );
       });
     }
-    if (chosen.note) lines.push(`      note: ${chosen.note}`);
+    if (chosen?.note) lines.push(`      note: ${chosen.note}`);
+    if (s.sut?.kind === "observation" && s.sut.adoptedA.length > 0) {
+      lines.push(`      speculative A bits set by the SUT: ${s.sut.adoptedA.join(", ")}`);
+    }
+    for (const e of events.get(s.step) ?? []) {
+      lines.push(`      sut: ${e.vcpu === null ? "vm" : `cpu${e.vcpu}`} ${e.what}`);
+    }
     if (trace) {
       for (const o of s.allowed) {
         for (const e of o.trace ?? []) {
@@ -67,6 +102,11 @@ export function replayText(file: string, r: CaseReplayJson, trace: boolean): str
         }
       }
     }
+  }
+  lines.push(...verdictText(r));
+  if (r.counters && Object.keys(r.counters).length > 0) {
+    const shown = Object.entries(r.counters).map(([k, n]) => `${k}=${n}`).join(" ");
+    lines.push(`  sut counters: ${shown}`);
   }
   return lines;
 }

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { Case } from "../model/case.ts";
 import { jsonPath } from "../model/json_path.ts";
+import { INJECTED_BUGS } from "../shadow/bugs.ts";
 
 /** One problem in a case file: where it is and what is wrong. */
 export interface CaseProblem {
@@ -69,7 +70,10 @@ export function parseCase(text: string, file: string): CaseLoad {
 /** Validates an already-parsed JSON value as a case. */
 export function validateCase(json: unknown, file: string): CaseLoad {
   const parsed = Case.safeParse(json);
-  const problems = [...protoKeys(json), ...(parsed.success ? [] : problemsOf(parsed.error))];
+  const problems = [
+    ...protoKeys(json),
+    ...(parsed.success ? unknownBugs(parsed.data) : problemsOf(parsed.error)),
+  ];
   if (parsed.success && problems.length === 0) return { ok: true, file, case: parsed.data };
   return { ok: false, file, error: new CaseFileError(file, problems) };
 }
@@ -88,6 +92,17 @@ function protoKeys(json: unknown): CaseProblem[] {
       ? [{ path: jsonPath(["memory", i, "words", "__proto__"]), message: "expected a word index" }]
       : [];
   });
+}
+
+/** `sut.inject` names that no injected bug of the SUT has. */
+function unknownBugs(c: Case): CaseProblem[] {
+  const known = new Set(INJECTED_BUGS.map((b) => b.name));
+  return c.sut.inject.flatMap((name, i) =>
+    known.has(name) ? [] : [{
+      path: jsonPath(["sut", "inject", i]),
+      message: `unknown injected bug "${name}"; known: ${[...known].join(", ")}`,
+    }]
+  );
 }
 
 function problemsOf(error: z.ZodError): CaseProblem[] {

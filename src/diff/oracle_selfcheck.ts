@@ -60,8 +60,8 @@ export function selfCheck(
     if (op.op === "movCr3" && o.kind === "done") dirty = false;
   }
   if (options.determinism) {
-    const a = JSON.stringify(replayCase(c, { trace: true }));
-    const b = JSON.stringify(replayCase(c, { trace: true }));
+    const a = JSON.stringify(replayCase(c, { trace: true, sides: "oracle" }));
+    const b = JSON.stringify(replayCase(c, { trace: true, sides: "oracle" }));
     if (a !== b) return fail(c.program.length, "determinism", "two replays differ");
   }
   return {

@@ -29,7 +29,13 @@ import type { KvmVcpu } from "./kvm_vcpu.ts";
 import { KVM_HPAGE_GFN_SHIFT, PG_LEVEL_2M, PG_LEVEL_4K } from "./kvm_memslots.ts";
 import { spte_index } from "./mmu_page.ts";
 import { ACC_ALL } from "./mmu_role.ts";
-import { EEXIST, get_spte, kvm_mmu_page_get_gfn, link_shadow_page, sptep_to_sp } from "./mmu.ts";
+import {
+  EEXIST,
+  kvm_mmu_page_get_gfn,
+  link_shadow_page,
+  mmu_spte_get_lockless,
+  sptep_to_sp,
+} from "./mmu.ts";
 import {
   is_page_fault_stale,
   kvm_mmu_faultin_pfn,
@@ -84,11 +90,6 @@ export function walk_shadow_page_lockless_end(vcpu: KvmVcpu): void {
 /** True while `vcpu` is between `walk_shadow_page_lockless_begin` and `_end`. */
 export function is_reading_shadow_page_tables(vcpu: KvmVcpu): boolean {
   return readingShadowPageTables.has(vcpu);
-}
-
-/** Atomic step "read SPTE": `mmu_spte_get_lockless` (one 64-bit load on a 64-bit host). */
-function mmu_spte_get_lockless(kvm: Kvm, sptep: number): bigint {
-  return get_spte(kvm, sptep);
 }
 
 /** One entry visited by {@link for_each_shadow_entry_lockless}. */
@@ -170,6 +171,7 @@ function fast_pf_get_last_sptep(
  * this step makes it fail).
  */
 function try_cmpxchg64(kvm: Kvm, sptep: number, old_spte: bigint, new_spte: bigint): boolean {
+  kvm.atomicStep("fast_page_fault:cmpxchg", sptep);
   if (kvm.host.read64(sptep) !== old_spte) return false;
   kvm.host.write64(sptep, new_spte);
   return true;

@@ -103,6 +103,11 @@ export class UserspaceMemory {
   /** 2 MiB guest frames whose chunk was split. */
   readonly #split = new Set<number>();
   readonly #usedChunks = new Set<number>();
+  /** Reverse maps for observations: chunk base pfn → 2 MiB guest frame; moved pfn → gfn. */
+  readonly #frameOfChunk = new Map<number, number>();
+  readonly #gfnOfMovedPfn = new Map<number, number>();
+  /** Every gfn that has a backing page. */
+  readonly #backed = new Set<number>();
   readonly #prng: HostRandom;
   #nextLoosePfn = RAM_PFN_BASE - 1;
 
@@ -121,9 +126,13 @@ export class UserspaceMemory {
     if (base === undefined) {
       base = this.#freshChunk(frame);
       this.#chunks.set(frame, base);
+      this.#frameOfChunk.set(base, frame);
     }
     const pfn = base + (gfn % 512);
-    if (!this.host.has(pfn)) this.host.allocAt(pfn);
+    if (!this.host.has(pfn)) {
+      this.host.allocAt(pfn);
+      this.#backed.add(gfn);
+    }
     return pfn;
   }
 
@@ -154,8 +163,30 @@ export class UserspaceMemory {
     this.host.allocAt(now).set(this.host.page(old));
     this.host.poison(old);
     this.#moved.set(gfn, now);
+    this.#gfnOfMovedPfn.set(now, gfn);
     this.#split.add(Math.floor(gfn / 512));
     return { old, now };
+  }
+
+  /** The gfns that have a backing page (not part of KVM: for comparing guest memory). */
+  backedGfns(): ReadonlySet<number> {
+    return this.#backed;
+  }
+
+  /**
+   * The gfn whose current backing is host page `pfn`, or undefined when `pfn` backs no gfn now
+   * (a KVM page, a page migrated away and poisoned, or never RAM). Used to report what a guest
+   * access reached; not part of KVM.
+   */
+  gfnOfPfn(pfn: number): number | undefined {
+    const moved = this.#gfnOfMovedPfn.get(pfn);
+    if (moved !== undefined) return moved;
+    if (pfn < RAM_PFN_BASE) return undefined;
+    const base = pfn - ((pfn - RAM_PFN_BASE) % 512);
+    const frame = this.#frameOfChunk.get(base);
+    if (frame === undefined) return undefined;
+    const gfn = frame * 512 + (pfn - base);
+    return this.#moved.has(gfn) ? undefined : gfn;
   }
 
   #freshChunk(frame: number): number {

@@ -1,9 +1,13 @@
 /**
- * The simulated CPU's TLB for one vCPU. Entries are tagged by the root the CPU walked (the
- * hardware CR3 KVM loaded: a shadow root or the `pae_root` page), keyed by linear page number,
- * and hold what the SPTE walk granted. Only KVM's flushes remove entries: a missing flush in
- * the MMU shows up as a stale hardware translation, as on real hardware. Paging-structure
- * caches of the SPTE tables are not modelled (every miss walks from the root).
+ * The simulated CPU's TLB for one vCPU. Under shadow paging on VMX with VPID, hardware tags
+ * linear translations by VPID and by the PCID in the hardware CR3 (KVM loads `root_hpa | pcid`),
+ * not by the root itself: switching shadow roots does not flush, only KVM's explicit flushes do
+ * (`vpid_sync_context` for `flush_tlb_current`/`flush_tlb_guest`/remote flushes, and
+ * `vpid_sync_vcpu_addr` for `flush_tlb_gva`). A missing flush in the MMU therefore shows up as
+ * a stale hardware translation, as on real hardware. Entries hold what the SPTE walk granted,
+ * keyed by PCID and linear page number. SPTEs never have G set, so there are no global
+ * entries. Paging-structure caches of the SPTE tables are not modelled (a miss walks from the
+ * root).
  *
  * No BigInt here: this is the hot path of TLB-hit-heavy programs.
  *
@@ -23,39 +27,46 @@ export interface HwTlbEntry {
 
 /** The TLB of one vCPU. */
 export class HardwareTlb {
-  readonly #byRoot = new Map<number, Map<number, HwTlbEntry>>();
+  readonly #byPcid = new Map<number, Map<number, HwTlbEntry>>();
 
-  /** The entry for `laPage` under `root`, if cached. */
-  lookup(root: number, laPage: number): HwTlbEntry | undefined {
-    return this.#byRoot.get(root)?.get(laPage);
+  /** The entry for `laPage` under `pcid`, if cached. */
+  lookup(pcid: number, laPage: number): HwTlbEntry | undefined {
+    return this.#byPcid.get(pcid)?.get(laPage);
   }
 
   /** Caches an entry. */
-  fill(root: number, laPage: number, entry: HwTlbEntry): void {
-    let m = this.#byRoot.get(root);
-    if (!m) this.#byRoot.set(root, m = new Map());
+  fill(pcid: number, laPage: number, entry: HwTlbEntry): void {
+    let m = this.#byPcid.get(pcid);
+    if (!m) this.#byPcid.set(pcid, m = new Map());
     m.set(laPage, entry);
   }
 
-  /** Flushes every entry (a full flush, e.g. INVVPID all-context or a remote flush IPI). */
+  /** Drops one entry (the CPU does this for the faulting page on a #PF). */
+  invalidate(pcid: number, laPage: number): void {
+    this.#byPcid.get(pcid)?.delete(laPage);
+  }
+
+  /** Flushes every entry (INVVPID single-context: `vpid_sync_context`). */
   flushAll(): void {
-    this.#byRoot.clear();
+    this.#byPcid.clear();
   }
 
-  /** Flushes the entries of one root (`kvm_vcpu_flush_tlb_current`). */
-  flushRoot(root: number): void {
-    this.#byRoot.delete(root);
-  }
-
-  /** Flushes one linear page under every root (`flush_tlb_gva`: INVVPID individual address). */
+  /** Flushes one linear page under every PCID (INVVPID individual address: `flush_tlb_gva`). */
   flushGva(laPage: number): void {
-    for (const m of this.#byRoot.values()) m.delete(laPage);
+    for (const m of this.#byPcid.values()) m.delete(laPage);
+  }
+
+  /** Every cached entry as `[pcid, laPage, entry]` (audits and tests). */
+  *entries(): IterableIterator<[number, number, HwTlbEntry]> {
+    for (const [pcid, m] of this.#byPcid) {
+      for (const [laPage, e] of m) yield [pcid, laPage, e];
+    }
   }
 
   /** Number of cached entries (for stats and tests). */
   get size(): number {
     let n = 0;
-    for (const m of this.#byRoot.values()) n += m.size;
+    for (const m of this.#byPcid.values()) n += m.size;
     return n;
   }
 }

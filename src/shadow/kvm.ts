@@ -67,6 +67,19 @@ export class Kvm {
   /** Whether `mmu_lock` is held (assertions only: the model is single-threaded per step). */
   mmu_lock_held = false;
 
+  /**
+   * Called at every named atomic step of the SPTE protocols (`mmu_spte_update:read`,
+   * `__set_spte:low`, `__get_spte_lockless:high`, `fast_page_fault:cmpxchg`, …) with the SPTE's
+   * address: where another CPU may run between two steps of this one. Null: nothing runs
+   * (single-threaded). A scheduler that interleaves vCPUs, or a test, installs it.
+   */
+  atomicStepHook: ((step: string, sptep: number) => void) | null = null;
+
+  /** Marks a named atomic step (see {@link atomicStepHook}). */
+  atomicStep(step: string, sptep: number): void {
+    this.atomicStepHook?.(step, sptep);
+  }
+
   /** Builds an empty VM. */
   constructor(opts: {
     cpuid: KvmCpuid;

@@ -25,6 +25,7 @@ import {
   PT_WRITABLE_MASK,
   shadow_mmu_writable_mask,
   SHADOW_NONPRESENT_VALUE,
+  spte_needs_atomic_update,
   spte_to_pfn,
 } from "./spte.ts";
 import { FNAME_sync_spte } from "./paging_tmpl_mmu.ts";
@@ -43,14 +44,94 @@ export function sptep_to_sp(kvm: Kvm, sptep: number): KvmMmuPage {
   return sp;
 }
 
-/** Reads an SPTE (`READ_ONCE(*sptep)`). */
+/** Reads an SPTE (`READ_ONCE(*sptep)`) under `mmu_lock`. */
 export function get_spte(kvm: Kvm, sptep: number): bigint {
   return kvm.host.read64(sptep);
 }
 
-/** `__set_spte` / `__update_clear_spte_fast`: a plain store of the whole SPTE. */
-function write_spte(kvm: Kvm, sptep: number, spte: bigint): void {
-  kvm.host.write64(sptep, spte);
+const LOW = 0xffff_ffffn;
+const HIGH = LOW << 32n;
+
+/** Writes one 32-bit half of an SPTE (a 32-bit host's store). */
+function write_half(kvm: Kvm, sptep: number, half: "low" | "high", spte: bigint): void {
+  const cur = kvm.host.read64(sptep);
+  const mask = half === "low" ? LOW : HIGH;
+  kvm.host.write64(sptep, (cur & ~mask) | (spte & mask));
+}
+
+/** `count_spte_clear`: a lockless reader retries when a present SPTE was cleared meanwhile. */
+function count_spte_clear(kvm: Kvm, sptep: number, spte: bigint): void {
+  if (is_shadow_present_pte(spte)) return;
+  sptep_to_sp(kvm, sptep).clear_spte_count++;
+}
+
+/**
+ * `__set_spte` (non-present → present). 64-bit host: one store. 32-bit host (`splitSpte`): the
+ * high half first, then atomic step "__set_spte:low" and the low half (with P), so the CPU never
+ * sees a present SPTE with stale high bits.
+ */
+function __set_spte(kvm: Kvm, sptep: number, spte: bigint): void {
+  if (!kvm.features.splitSpte) {
+    kvm.host.write64(sptep, spte);
+    return;
+  }
+  write_half(kvm, sptep, "high", spte);
+  kvm.atomicStep("__set_spte:low", sptep);
+  write_half(kvm, sptep, "low", spte);
+}
+
+/**
+ * `__update_clear_spte_fast`: a plain store, for SPTEs nothing else can change. 32-bit host:
+ * the low half (P) first, atomic step "__update_clear_spte_fast:high", the high half, then
+ * `count_spte_clear`.
+ */
+function __update_clear_spte_fast(kvm: Kvm, sptep: number, spte: bigint): void {
+  if (!kvm.features.splitSpte) {
+    kvm.host.write64(sptep, spte);
+    return;
+  }
+  write_half(kvm, sptep, "low", spte);
+  kvm.atomicStep("__update_clear_spte_fast:high", sptep);
+  write_half(kvm, sptep, "high", spte);
+  count_spte_clear(kvm, sptep, spte);
+}
+
+/**
+ * `__update_clear_spte_slow`: an exchange that returns the SPTE as it is at the moment of the
+ * write (with any A/D the CPU set since the caller read it). 32-bit host: xchg of the low half,
+ * atomic step "__update_clear_spte_slow:high", then the high half and `count_spte_clear`.
+ */
+function __update_clear_spte_slow(kvm: Kvm, sptep: number, spte: bigint): bigint {
+  const orig = kvm.host.read64(sptep);
+  if (!kvm.features.splitSpte) {
+    kvm.host.write64(sptep, spte);
+    return orig;
+  }
+  write_half(kvm, sptep, "low", spte);
+  kvm.atomicStep("__update_clear_spte_slow:high", sptep);
+  const high = kvm.host.read64(sptep) & HIGH;
+  write_half(kvm, sptep, "high", spte);
+  count_spte_clear(kvm, sptep, spte);
+  return high | (orig & LOW);
+}
+
+/**
+ * `__get_spte_lockless` (`mmu_spte_get_lockless` outside `mmu_lock`). 64-bit host: one load.
+ * 32-bit host: `clear_spte_count`, low half, atomic step "__get_spte_lockless:high", high half,
+ * and a retry when the low half or the count changed (the SPTE was torn by a writer).
+ */
+export function mmu_spte_get_lockless(kvm: Kvm, sptep: number): bigint {
+  if (!kvm.features.splitSpte) return kvm.host.read64(sptep);
+  const sp = sptep_to_sp(kvm, sptep);
+  for (let retries = 0;; retries++) {
+    if (retries > 1000) throw new Error("__get_spte_lockless: writer never finished");
+    const count = sp.clear_spte_count;
+    const low = kvm.host.read64(sptep) & LOW;
+    kvm.atomicStep("__get_spte_lockless:high", sptep);
+    const high = kvm.host.read64(sptep) & HIGH;
+    if (low === (kvm.host.read64(sptep) & LOW) && count === sp.clear_spte_count) return high | low;
+    kvm.count("lockless_read_retries");
+  }
 }
 
 /** `mmu_spte_set`: sets a not-present SPTE. */
@@ -58,12 +139,14 @@ export function mmu_spte_set(kvm: Kvm, sptep: number, new_spte: bigint): void {
   if (is_shadow_present_pte(get_spte(kvm, sptep))) {
     throw new Error("mmu_spte_set on a present spte");
   }
-  write_spte(kvm, sptep, new_spte);
+  __set_spte(kvm, sptep, new_spte);
 }
 
 /**
- * `mmu_spte_update_no_track`: updates a present SPTE, with xchg when bits may change under us
- * (`spte_needs_atomic_update`), and returns the old value (including any A/D the CPU set).
+ * `mmu_spte_update_no_track`: updates a present SPTE and returns the old value. An SPTE whose
+ * bits may change outside `mmu_lock` (`spte_needs_atomic_update`: fast page fault may set W,
+ * the CPU may set D) is exchanged, so what changed after atomic step "mmu_spte_update:read" is
+ * returned, not lost; any other is overwritten with a plain store.
  */
 function mmu_spte_update_no_track(kvm: Kvm, sptep: number, new_spte: bigint): bigint {
   const old_spte = get_spte(kvm, sptep);
@@ -71,9 +154,12 @@ function mmu_spte_update_no_track(kvm: Kvm, sptep: number, new_spte: bigint): bi
     mmu_spte_set(kvm, sptep, new_spte);
     return old_spte;
   }
-  // Single-threaded model of the exchange: the read above is the value the xchg returns.
-  write_spte(kvm, sptep, new_spte);
-  return old_spte;
+  kvm.atomicStep("mmu_spte_update:read", sptep);
+  if (!spte_needs_atomic_update(old_spte)) {
+    __update_clear_spte_fast(kvm, sptep, new_spte);
+    return old_spte;
+  }
+  return __update_clear_spte_slow(kvm, sptep, new_spte);
 }
 
 /**
@@ -86,16 +172,23 @@ export function mmu_spte_update(kvm: Kvm, sptep: number, new_spte: bigint): bool
   return leaf_spte_change_needs_tlb_flush(old_spte, new_spte);
 }
 
-/** `mmu_spte_clear_track_bits`: zeroes a leaf SPTE and returns the old value. */
+/**
+ * `mmu_spte_clear_track_bits`: zeroes a leaf SPTE and returns the old value (exchanged when it
+ * may change under us, see {@link mmu_spte_update}).
+ */
 export function mmu_spte_clear_track_bits(kvm: Kvm, sptep: number): bigint {
   const old_spte = get_spte(kvm, sptep);
-  write_spte(kvm, sptep, SHADOW_NONPRESENT_VALUE);
-  return old_spte;
+  kvm.atomicStep("mmu_spte_clear_track_bits:read", sptep);
+  if (!spte_needs_atomic_update(old_spte)) {
+    __update_clear_spte_fast(kvm, sptep, SHADOW_NONPRESENT_VALUE);
+    return old_spte;
+  }
+  return __update_clear_spte_slow(kvm, sptep, SHADOW_NONPRESENT_VALUE);
 }
 
 /** `mmu_spte_clear_no_track`. */
 export function mmu_spte_clear_no_track(kvm: Kvm, sptep: number): void {
-  write_spte(kvm, sptep, SHADOW_NONPRESENT_VALUE);
+  __update_clear_spte_fast(kvm, sptep, SHADOW_NONPRESENT_VALUE);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -730,4 +823,54 @@ export function kvm_mmu_zap_all(kvm: Kvm): void {
     if (!sp.role.invalid) kvm_mmu_prepare_zap_page(kvm, sp, invalid_list);
   }
   kvm_mmu_commit_zap_page(kvm, invalid_list);
+}
+
+/**
+ * `kvm_mmu_zap_all_fast` (memslot deletion with `KVM_X86_QUIRK_SLOT_ZAP_ALL`): a new
+ * `mmu_valid_gen` makes every page obsolete, every vCPU is asked to drop its obsolete roots,
+ * and the obsolete pages are zapped (with the remote flush).
+ */
+export function kvm_mmu_zap_all_fast(kvm: Kvm): void {
+  kvm.mmu_valid_gen++;
+  for (const v of kvm.vcpus) v.kvm_make_request("KVM_REQ_MMU_FREE_OBSOLETE_ROOTS");
+  kvm_mmu_zap_all(kvm);
+}
+
+/**
+ * `kvm_mmu_slot_remove_write_access` (dirty logging switched on): write-protects every leaf
+ * SPTE of the slot through its rmaps, keeping MMU-writable so `fast_page_fault` can restore W,
+ * then flushes (`kvm_flush_remote_tlbs_memslot`).
+ */
+export function kvm_mmu_slot_remove_write_access(kvm: Kvm, slot: KvmMemorySlot): void {
+  let flush = false;
+  for (const level of slot.rmap) {
+    for (const head of level.values()) flush = rmap_write_protect(kvm, head, false) || flush;
+  }
+  if (flush) kvm_flush_remote_tlbs(kvm);
+}
+
+/**
+ * `kvm_unmap_gfn_range` for the shadow MMU (`kvm_rmap_zap_gfn_range` → `kvm_zap_rmap`): drops
+ * every leaf SPTE that maps a gfn in `[start, end)` of `slot`, at every level. Returns whether
+ * a flush is needed.
+ */
+export function kvm_unmap_gfn_range(
+  kvm: Kvm,
+  slot: KvmMemorySlot,
+  start: number,
+  end: number,
+): boolean {
+  let flush = false;
+  for (let level = PG_LEVEL_4K; level <= PG_LEVEL_1G; level++) {
+    const span = 2 ** ((level - 1) * 9);
+    for (const [index, head] of slot.rmap[level - 1]!) {
+      const first = (Math.floor(slot.base_gfn / span) + index) * span;
+      if (first + span <= start || first >= end) continue;
+      for (const sptep of [...head]) {
+        drop_spte(kvm, sptep);
+        flush = true;
+      }
+    }
+  }
+  return flush;
 }

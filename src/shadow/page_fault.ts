@@ -52,7 +52,6 @@ import {
 } from "./spte.ts";
 import { mark_mmio_spte, vcpu_cache_mmio_info } from "./mmio.ts";
 import { shadow_mmio_access_mask } from "./spte.ts";
-import { is_dummy_root } from "./mmu_roots.ts";
 
 /** `RET_PF_*`. */
 export type RetPf =
@@ -315,11 +314,15 @@ export function page_fault_handle_page_track(vcpu: KvmVcpu, fault: KvmPageFault)
   return vcpu.kvm.kvm_gfn_is_write_tracked(fault.gfn);
 }
 
-/** `is_page_fault_stale`: an obsolete or dummy root, or an mmu-notifier invalidation raced. */
+/**
+ * `is_page_fault_stale`: an obsolete root; a root without a shadow page (`pae_root`, the dummy
+ * root) while a request to free obsolete roots is pending; or an mmu-notifier invalidation
+ * that raced with the fault.
+ */
 export function is_page_fault_stale(vcpu: KvmVcpu, fault: KvmPageFault): boolean {
   const kvm = vcpu.kvm;
   const sp = kvm.spOfPfn.get(Math.floor(vcpu.mmu.root.hpa / 4096));
   if (sp && (sp.role.invalid || sp.mmu_valid_gen !== kvm.mmu_valid_gen)) return true;
-  if (is_dummy_root(kvm, vcpu.mmu.root.hpa)) return true;
+  if (!sp && vcpu.requests.has("KVM_REQ_MMU_FREE_OBSOLETE_ROOTS")) return true;
   return kvm.mmu_invalidate_in_progress > 0 || fault.mmu_seq !== kvm.mmu_invalidate_seq;
 }

@@ -55,7 +55,7 @@ import {
   page_fault_handle_page_track,
   type RetPf,
 } from "./page_fault.ts";
-import { ShadowWalkIterator } from "./mmu_roots.ts";
+import { is_dummy_root, ShadowWalkIterator } from "./mmu_roots.ts";
 import {
   get_mmio_spte_gfn,
   is_mmio_spte,
@@ -138,7 +138,8 @@ function prefetch_gpte(
   const pte_access = protect_clean_gpte(sp.role.access & gpte_access(desc, gpte), gpte);
   // gfn_to_memslot_dirty_bitmap: no writable prefetch into a dirty-logged slot.
   const slot = vcpu.kvm.gfn_to_memslot(gfn);
-  if (!slot) return false;
+  // gfn_to_pfn_memslot_atomic asks for a writable mapping: a read-only slot is never prefetched.
+  if (!slot || slot.readOnly) return false;
   if (no_dirty_log && (pte_access & ACC_WRITE_MASK) && slot.dirtyTrackEnabled) return false;
   const pfn = vcpu.kvm.ram.pfnOf(gfn);
   mmu_set_spte(vcpu, slot, sptep, pte_access, gfn, pfn, null);
@@ -178,7 +179,8 @@ export function __direct_pte_prefetch(vcpu: KvmVcpu, sp: KvmMmuPage, sptep: numb
     if (spte === sptep || is_shadow_present_pte(get_spte(kvm, spte))) continue;
     const gfn = kvm_mmu_page_get_gfn(sp, i);
     const slot = kvm.gfn_to_memslot(gfn);
-    if (!slot) break;
+    // gfn_to_page_many_atomic (kvm_prefetch_pages) wants a writable hva: not in a ROM slot.
+    if (!slot || slot.readOnly) break;
     if ((sp.role.access & ACC_WRITE_MASK) && slot.dirtyTrackEnabled) break;
     mmu_set_spte(vcpu, slot, spte, sp.role.access, gfn, kvm.ram.pfnOf(gfn), null);
     kvm.count("prefetched_sptes");
@@ -192,6 +194,12 @@ function fetch(vcpu: KvmVcpu, desc: PttypeDesc, fault: KvmPageFault, gw: GuestWa
   let top_level = vcpu.mmu.cpu_role.base.level;
   if (top_level === PT32E_ROOT_LEVEL) top_level = PT32_ROOT_LEVEL;
   if (gpte_changed(vcpu, desc, gw, top_level)) return "RET_PF_RETRY";
+  // The guest root became visible (a memslot was created) after the dummy root was loaded:
+  // load a new root and retry.
+  if (is_dummy_root(kvm, vcpu.mmu.root.hpa)) {
+    vcpu.kvm_make_request("KVM_REQ_MMU_FREE_OBSOLETE_ROOTS");
+    return "RET_PF_RETRY";
+  }
   const it = new ShadowWalkIterator(vcpu, vcpu.mmu.root.hpa, fault.addr);
   for (; it.okay(); it.next()) {
     const sp_here = sptep_to_sp(kvm, it.sptep);

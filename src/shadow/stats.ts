@@ -19,6 +19,7 @@ export const COUNTERS = [
   "fast_pf_fixed",
   "fast_pf_spurious",
   "fast_pf_retries",
+  "lockless_read_retries",
   "sp_created",
   "sp_reused",
   "sp_zapped",

@@ -24,12 +24,27 @@ function capture(run: () => number): { status: number; out: string; err: string 
 
 const SCRATCH = ".tmp/cli_test";
 
-Deno.test("replay: the corpus runs, one line per step, exit 0", () => {
+Deno.test("replay: the corpus runs on both sides, one line per step, a verdict per case, exit 0", () => {
   const r = capture(() => replay(["corpus/oracle"]));
   equal(r.status, 0, r.err);
-  match(r.out, /pae-pdpte-edit-needs-reload\.json: PAE/);
-  match(r.out, /#3 cpu0 load la=0x40201008 cpl0 -> ok gpa=0x6008/);
-  match(r.out, /allowed \(tlb\): ok gpa=0x5008 value=0x1111/);
+  match(r.out, /pae-pdpte-edit-needs-reload\.json: PAE.*oracle \+ SUT\)/);
+  match(r.out, /#7 cpu0 load la=0x1000 cpl0 -> ok gpa=0x8000/);
+  match(r.out, /verdict: pass/);
+  match(r.out, /sut counters: pf_taken=\d+/);
+  // The PSE-36 case documents a divergence where the SUT is faithful to KVM (expect:divergence).
+  match(r.out, /legacy32-pse36[^\n]*\n(.*\n)*?\s+verdict: DIVERGENCE at step 3 \(invariant\): I-8/);
+});
+
+Deno.test("replay: an unexpected divergence exits 1; --oracle-only runs the oracle alone", () => {
+  mkdirSync(SCRATCH, { recursive: true });
+  const c = JSON.parse(Deno.readTextFileSync("corpus/oracle/legacy32-pse36-4mib-page.json"));
+  c.meta.tags = [];
+  writeFileSync(`${SCRATCH}/untagged.json`, JSON.stringify(c));
+  equal(capture(() => replay([`${SCRATCH}/untagged.json`])).status, 1);
+  const o = capture(() => replay([`${SCRATCH}/untagged.json`, "--oracle-only"]));
+  equal(o.status, 0, o.err);
+  match(o.out, /oracle only\)/);
+  match(o.out, /#5 cpu0 load la=0x401008 cpl0 -> ok gpa=0x7008/);
 });
 
 Deno.test("replay --json: one stable document with every step and its allowed outcomes", () => {
@@ -39,8 +54,12 @@ Deno.test("replay --json: one stable document with every step and its allowed ou
   equal(r.status, 0, r.err);
   const doc = JSON.parse(r.out);
   equal(doc.format, "shadow-mmu-replay");
-  equal(doc.version, 1);
+  equal(doc.version, 2);
+  equal(doc.cases[0].replay.sides, "both");
+  equal(doc.cases[0].replay.verdict.status, "pass");
   const steps = doc.cases[0].replay.steps;
+  equal(steps[2].sut.kind, "observation");
+  equal(steps[2].allowed[steps[2].committed].observation.gpa, steps[2].sut.observation.gpa);
   equal(steps.length, 7);
   deepStrictEqual(
     steps[2].allowed.map((
@@ -102,7 +121,10 @@ Deno.test("fuzz: a seeded run replays the corpus and self-checks the oracle with
   rmSync(`${SCRATCH}/findings`, { recursive: true, force: true });
   const r = capture(() => fuzz(["--seed", "7", "--runs", "40", "--out", `${SCRATCH}/findings`]));
   equal(r.status, 0, r.err);
-  match(r.out, /corpus: (\d+)\/\1 cases replayed/);
+  match(
+    r.out,
+    /corpus: \d+ cases through the oracle and the SUT: \d+ pass, [1-9]\d* diverge as expected, 0 unsupported, 0 unexpected/,
+  );
   match(r.out, /self-check \(oracle-selfcheck@1, seed 7, mixed\): 40 cases/);
   let written: string[] = [];
   try {

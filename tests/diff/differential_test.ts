@@ -1,0 +1,169 @@
+/**
+ * The differential smoke test: every hand-written program of `corpus/smoke/` (and the oracle's
+ * hand cases in `corpus/oracle/`) runs through the oracle and the SUT with the invariant audit
+ * after every step, and must pass (or diverge, when tagged `expect:divergence`, as the cases of
+ * `corpus/kvm-divergences/` do: places where KVM, and so the SUT, differs from the
+ * architecture, kvm-shadow-mmu.md §4); every injected
+ * bug makes its targeted programs diverge and turning it off makes them pass; and the
+ * comparison contract itself detects what it must.
+ *
+ * @module
+ */
+import { deepStrictEqual, equal, ok } from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { caseFilesIn, loadCaseFile } from "../../src/corpus/load_case.ts";
+import { runDifferential } from "../../src/diff/differential.ts";
+import { EXPECT_DIVERGENCE } from "../../src/diff/replay.ts";
+import type { Case } from "../../src/model/case.ts";
+import { kvm_mmu_audit } from "../../src/shadow/audit.ts";
+import { INJECTED_BUGS } from "../../src/shadow/bugs.ts";
+import { buildCase, LA4, op, tables4 } from "../_helpers/case_builder.ts";
+
+const dir = (d: string) => fileURLToPath(new URL(`../../corpus/${d}/`, import.meta.url));
+
+function load(d: string): { name: string; c: Case }[] {
+  return caseFilesIn([dir(d)]).map((file) => {
+    const l = loadCaseFile(file);
+    if (!l.ok) throw new Error(l.error.message);
+    return { name: file.split("/").pop()!, c: l.case };
+  });
+}
+
+const SMOKE = load("smoke");
+const ORACLE = load("oracle");
+/** Candidate KVM divergences of kvm-shadow-mmu.md §4 that the SUT, faithful to KVM, shows. */
+const KVM_DIVERGENCES = load("kvm-divergences");
+const MODES = ["disabled", "legacy32", "pae", "ia32e4", "ia32e5"];
+
+/** Runs with the audit after every step; returns the verdict as one line of text. */
+function verdict(c: Case): string {
+  const r = runDifferential(c, { audit: kvm_mmu_audit });
+  const v = r.verdict;
+  if (v.status === "divergence") {
+    const d = v.divergence;
+    return `divergence at step ${d.step} (${d.kind}): ${d.detail} | SUT ${d.got} | allowed ${
+      d.expected.join(" / ")
+    }`;
+  }
+  return v.status === "unsupported" ? `unsupported: ${v.reason}` : "pass";
+}
+
+Deno.test("smoke: at least 30 hand-written programs covering paging off and the four paging modes", () => {
+  ok(SMOKE.length >= 30, `${SMOKE.length} programs`);
+  for (const mode of MODES) {
+    const n = SMOKE.filter((s) => s.c.meta.tags.includes(`mode:${mode}`)).length;
+    ok(n >= 2, `mode ${mode}: ${n} programs`);
+  }
+});
+
+Deno.test("smoke: no program expects a divergence; every documented KVM divergence is tagged", () => {
+  deepStrictEqual(SMOKE.filter((s) => s.c.meta.tags.includes(EXPECT_DIVERGENCE)), []);
+  ok(KVM_DIVERGENCES.length >= 2);
+  for (const { name, c } of KVM_DIVERGENCES) ok(c.meta.tags.includes(EXPECT_DIVERGENCE), name);
+});
+
+for (const { name, c } of [...SMOKE, ...ORACLE, ...KVM_DIVERGENCES]) {
+  const expect = c.meta.tags.includes(EXPECT_DIVERGENCE);
+  Deno.test(`differential: ${name} ${expect ? "diverges as documented" : "passes"}`, () => {
+    const v = verdict(c);
+    if (expect) ok(v.startsWith("divergence"), v);
+    else equal(v, "pass");
+  });
+}
+
+for (const bug of INJECTED_BUGS) {
+  Deno.test(`injected bug ${bug.name}: its programs diverge with it on and pass with it off`, () => {
+    const targets = SMOKE.filter((s) => s.c.meta.tags.includes(`bug:${bug.name}`));
+    ok(targets.length >= 1, `no smoke program is tagged bug:${bug.name}`);
+    const on = targets.map(({ name, c }) => {
+      const injected = structuredClone(c);
+      injected.sut.inject = [bug.name];
+      return `${name}: ${verdict(injected)}`;
+    });
+    ok(on.some((v) => v.includes(": divergence")), on.join("\n"));
+    for (const { name, c } of targets) equal(`${name}: ${verdict(c)}`, `${name}: pass`);
+  });
+}
+
+Deno.test("contract: an A bit the SUT sets in a reachable entry is adopted; elsewhere it is a divergence", () => {
+  const c = buildCase({
+    mode: "ia32e4",
+    features: { pku: false },
+    memory: [...tables4(), [0x4010n, 0x6007n], [0x8000n, 0x1200n]],
+    program: [op.load(LA4), op.load(LA4), op.load(LA4)],
+  });
+  // After step 1, poke A into PT[2] (reachable from CR3: MAY_A) through the SUT's memory.
+  let poke: bigint | null = 0x4010n;
+  const r = runDifferential(c, {
+    audit: (kvm) => {
+      if (poke !== null) {
+        const gfn = Number(poke >> 12n);
+        kvm.host.page(kvm.ram.pfnOf(gfn))[Number(poke & 0xfffn) >>> 3]! |= 0x20n;
+      }
+      poke = poke === 0x4010n ? 0x8000n : null; // then a data word nothing maps as a table
+      return [];
+    },
+  });
+  deepStrictEqual(r.steps[1]!.adoptedA, ["0x4010: 0x6007 -> 0x6027"]);
+  ok(r.verdict.status === "divergence", JSON.stringify(r.verdict));
+  equal(r.verdict.divergence.kind, "memory");
+  equal(r.verdict.divergence.step, 3);
+  deepStrictEqual([r.verdict.divergence.expected, r.verdict.divergence.got], [
+    ["0x1200"],
+    "0x1220",
+  ]);
+});
+
+Deno.test("contract: a dirty log may hold extra gfns, never fewer; an invariant finding diverges", () => {
+  const c = buildCase({
+    mode: "disabled",
+    features: { pku: false },
+    memslots: [{ slot: 0, baseGfn: "0x0", npages: 16, readOnly: false }],
+    program: [
+      { op: "dirtyLogEnable", slot: 0 },
+      op.store(0x3000n, 1n),
+      { op: "dirtyLogGetAndClear", slot: 0 },
+    ],
+  });
+  let extra = false;
+  const r = runDifferential(c, {
+    audit: (kvm) => {
+      const slot = kvm.memslots.byId(0)!;
+      if (slot.dirty_bitmap && !extra) {
+        slot.dirty_bitmap.add(9); // a page the guest never wrote: allowed
+        extra = true;
+      }
+      return [];
+    },
+  });
+  equal(r.verdict.status, "pass");
+  const lost = runDifferential(c, {
+    audit: (kvm) => {
+      kvm.memslots.byId(0)!.dirty_bitmap?.clear(); // data loss
+      return [];
+    },
+  });
+  ok(lost.verdict.status === "divergence" && lost.verdict.divergence.kind === "observation");
+  const inv = runDifferential(c, { audit: () => [{ invariant: "I-6a", detail: "test" }] });
+  ok(inv.verdict.status === "divergence" && inv.verdict.divergence.kind === "invariant");
+  equal(inv.verdict.divergence.step, 1);
+});
+
+Deno.test("contract: a case using CR4.PKE is unsupported (KVM hides PKU under shadow paging)", () => {
+  const c = buildCase({ mode: "ia32e4", cr4: { pke: true }, memory: tables4() });
+  const r = runDifferential(c);
+  equal(r.verdict.status, "unsupported");
+  equal(r.sut, null);
+});
+
+Deno.test("contract: an instruction fetch from MMIO is an emulation failure: unsupported, not a finding", () => {
+  const c = buildCase({
+    mode: "ia32e4",
+    features: { pku: false },
+    memory: [...tables4(), [0x4008n, 0x80_0007n]],
+    memslots: [{ slot: 0, baseGfn: "0x0", npages: 0x100, readOnly: false }],
+    program: [op.fetch(LA4)],
+  });
+  const r = runDifferential(c);
+  ok(r.verdict.status === "unsupported" && r.verdict.step === 1, JSON.stringify(r.verdict));
+});
