@@ -1,7 +1,7 @@
 /**
  * Injected bugs: named switches, off by default, each re-creating one historical KVM bug at the
  * exact place it lived. A case's `sut.inject` names the switches to turn on. The code tests a
- * switch with `kvm.bug("name")` at the line the bug was in.
+ * switch with `kvm.bug(name)` at the line the bug was in.
  *
  * @module
  */

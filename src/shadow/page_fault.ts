@@ -131,7 +131,6 @@ export function kvm_mmu_get_child_sp(
   const spte = get_spte(kvm, sptep);
   if (is_shadow_present_pte(spte) && !is_large_pte(spte)) {
     const child = kvm.spOfPfn.get(spte_to_pfn(spte));
-    if (kvm.bug("child_sp_reuse_without_check")) return EEXIST;
     if (child && child.gfn === gfn && child.roleWord === roleWord(role)) return EEXIST;
   }
   return kvm_mmu_get_shadow_page(vcpu, gfn, role);

@@ -35,6 +35,18 @@ Deno.test("replay: the corpus runs on both sides, one line per step, a verdict p
   match(r.out, /legacy32-pse36[^\n]*\n(.*\n)*?\s+verdict: DIVERGENCE at step 3 \(invariant\): I-8/);
 });
 
+Deno.test("replay --events: the SUT's event log under each step, next to the oracle's walk", () => {
+  const r = capture(() =>
+    replay(["corpus/smoke/ia32e4-invlpg-syncs-unsync-pte.json", "--events", "--trace"])
+  );
+  equal(r.status, 0, r.err);
+  match(
+    r.out,
+    /#3 cpu0 store [^\n]*\n\s+sut: cpu0 #PF exit cr2=0x401f4080 ec=0x3\n\s+sut: vm unsync sp#3/,
+  );
+  match(r.out, /walk PT {3}@0x4fa0 = 0x4027 \(memory\)/);
+});
+
 Deno.test("replay: an unexpected divergence exits 1; --oracle-only runs the oracle alone", () => {
   mkdirSync(SCRATCH, { recursive: true });
   const c = JSON.parse(Deno.readTextFileSync("corpus/oracle/legacy32-pse36-4mib-page.json"));

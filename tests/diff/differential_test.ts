@@ -167,3 +167,14 @@ Deno.test("contract: an instruction fetch from MMIO is an emulation failure: uns
   const r = runDifferential(c);
   ok(r.verdict.status === "unsupported" && r.verdict.step === 1, JSON.stringify(r.verdict));
 });
+
+Deno.test("injected bugs: every kvm.bug() switch in src/shadow is registered, and every registered one is used", () => {
+  const used = new Set<string>();
+  const shadow = fileURLToPath(new URL("../../src/shadow/", import.meta.url));
+  for (const f of Deno.readDirSync(shadow)) {
+    if (!f.name.endsWith(".ts")) continue;
+    const text = Deno.readTextFileSync(`${shadow}${f.name}`);
+    for (const m of text.matchAll(/\.bug\("([a-z0-9_]+)"\)/g)) used.add(m[1]!);
+  }
+  deepStrictEqual([...used].sort(), INJECTED_BUGS.map((b) => b.name).sort());
+});

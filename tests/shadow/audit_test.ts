@@ -28,7 +28,9 @@ import {
 import {
   drop_spte,
   kvm_flush_remote_tlbs,
+  kvm_mmu_commit_zap_page,
   kvm_mmu_get_shadow_page,
+  kvm_mmu_prepare_zap_page,
   kvm_mmu_write_protect_gfns_for_log,
   sptep_to_sp,
 } from "../../src/shadow/mmu.ts";
@@ -36,6 +38,7 @@ import { new_page_fault, type RetPf } from "../../src/shadow/page_fault.ts";
 import { FNAME_page_fault } from "../../src/shadow/paging_tmpl_mmu.ts";
 import { nonpaging_page_fault } from "../../src/shadow/direct_mmu.ts";
 import { kvm_mmu_track_write } from "../../src/shadow/page_track.ts";
+import { kvm_set_cr4 } from "../../src/shadow/x86.ts";
 import {
   is_last_spte,
   is_shadow_present_pte,
@@ -511,6 +514,33 @@ Deno.test("I-8: injected bug wp0_spte_keeps_exec_under_smep", () => {
   assertOnly(vm.kvm, ["I-8"]);
 });
 
+Deno.test("I-8: injected bug prefetch_ignores_accessed (a prefetched gpte with A=0)", () => {
+  for (const bugs of [[], ["prefetch_ignores_accessed"]]) {
+    const vm = makeVm(LONG_MODE, { bugs });
+    writeFourLevelTables(vm.kvm);
+    vm.kvm.writeGuestPhys(0x10_30c0, 8, 0x20_6000n | 0x07n); // PT[0x18]: A=0
+    vm.kvm.writeGuestPhys(0x10_30c8, 8, 0x20_7000n | PWUAD); // PT[0x19]
+    kvm_mmu_load(vm.vcpu);
+    equal(fault(vm, 0x19000, USER), "RET_PF_FIXED"); // prefetch window 0x18..0x1f
+    assertOnly(vm.kvm, bugs.length === 0 ? [] : ["I-8"]);
+  }
+});
+
+Deno.test("I-8m: a 4 MiB page shadowed under CR4.PSE=1, kept after PSE→0 (doc §4.2)", () => {
+  const vm = makeVm(LEGACY);
+  const { kvm, vcpu } = vm;
+  kvm.writeGuestPhys(0x10_0000 + 2 * 4, 4, 0xc0_0000n | 0xe7n); // PDE 2: 4 MiB page
+  kvm_mmu_load(vcpu);
+  equal(fault(vm, 0x80_0000, USER), "RET_PF_FIXED");
+  assertClean(kvm);
+  // CR4.PSE is not in the role: the reset context reloads the same level-2 pages.
+  const cr4 = { pse: false, pae: false, pge: false, smep: false, smap: false, pke: false };
+  equal(kvm_set_cr4(vcpu, { ...cr4, la57: false, pcide: false }), "ok");
+  kvm_mmu_load(vcpu);
+  const v = assertOnly(kvm, ["I-8m"]);
+  ok(v[0]!.detail.includes("table pointer"), v[0]!.detail);
+});
+
 Deno.test("I-9: a PDE retargeted behind KVM's back", () => {
   const vm = fourLevel();
   vm.kvm.writeGuestPhys(0x10_2000, 8, 0x10_5000n | PWUA);
@@ -596,6 +626,25 @@ Deno.test("I-12: a TLB entry left after a zap without a flush", () => {
   vcpu.tlb.fill(0, 0x11, { pfn, writable: false, user: true, executable: true, dirty: false });
   assertClean(kvm);
   drop_spte(kvm, leafSptep(vm, 0x11000));
+  assertOnly(kvm, ["I-12"]);
+});
+
+Deno.test("I-12: a zapped root's leaves need no remote flush while the root reload is pending", () => {
+  const vm = makeVm(NONPAGING);
+  const { kvm, vcpu } = vm;
+  kvm_mmu_load(vcpu);
+  nonpaging_page_fault(vcpu, new_page_fault(0x12345n, READ)); // a 2 MiB leaf in a root page
+  const pfn = kvm.ram.pfnOf(0x12);
+  vcpu.tlb.fill(0, 0x12, { pfn, writable: true, user: true, executable: true, dirty: false });
+  assertClean(kvm);
+  const root = sptep_to_sp(kvm, leafSptep(vm, 0x12345));
+  const invalid_list: KvmMmuPage[] = [];
+  kvm_mmu_prepare_zap_page(kvm, root, invalid_list);
+  kvm_mmu_commit_zap_page(kvm, invalid_list); // nothing to free: the root is still held
+  equal(vcpu.tlb.size, 1);
+  ok(vcpu.requests.has("KVM_REQ_MMU_FREE_OBSOLETE_ROOTS"));
+  assertClean(kvm); // vcpu_enter_guest frees the obsolete root and kvm_mmu_load flushes
+  vcpu.requests.delete("KVM_REQ_MMU_FREE_OBSOLETE_ROOTS");
   assertOnly(kvm, ["I-12"]);
 });
 

@@ -286,3 +286,36 @@ Deno.test("dirty logging with paging: stores and the walker's A/D writes are log
   equal(leafSpte(m, LA4)! & W, 0n);
   ok(counter(m, "write_protects") >= 1);
 });
+
+Deno.test("MMU context: CR0.WP, CR4.SMEP/PGE, EFER.NX and MOV CR3 change roles, roots and requests as in KVM", () => {
+  const m = machine();
+  const vcpu = m.kvm.vcpus[0]!;
+  run(m, op.load(LA4));
+  const root = vcpu.mmu.root.hpa;
+  // CR0.WP is part of the page role: reset context, roots unloaded, new shadow pages.
+  run(m, op.writeCr0({ wp: false }));
+  equal(vcpu.mmu.root.hpa, -1, "kvm_mmu_reset_context unloaded the root");
+  deepStrictEqual([vcpu.mmu.cpu_role.base.cr0_wp, vcpu.mmu.root_role.cr0_wp], [false, false]);
+  const c = moved(m, ["sp_created", "root_allocs"], () => run(m, op.load(LA4)));
+  ok(c.sp_created >= 4 && c.root_allocs === 1, JSON.stringify(c));
+  ok(vcpu.mmu.root.hpa !== root);
+  // CR4.SMEP 0 -> 1 with WP=0: smep_andnot_wp in the role, and a flush of the current context.
+  run(m, op.writeCr4({ smep: true }));
+  equal(vcpu.mmu.root_role.smep_andnot_wp, true);
+  ok(vcpu.requests.has("KVM_REQ_TLB_FLUSH_CURRENT"));
+  run(m, op.load(LA4));
+  // CR4.PGE toggle: a guest flush (sync current and previous roots, flush).
+  run(m, op.writeCr4({ pge: true }));
+  ok(vcpu.requests.has("KVM_REQ_TLB_FLUSH_GUEST"));
+  run(m, op.load(LA4));
+  equal(vcpu.requests.size, 0);
+  // EFER.NX is not part of the shadow page role (root_role.efer_nx is always 1): same root.
+  const before = vcpu.mmu.root.hpa;
+  run(m, op.writeEfer({ nxe: false }), op.load(LA4));
+  equal(vcpu.mmu.root_role.efer_nx, true);
+  equal(vcpu.mmu.cpu_role.base.efer_nx, false);
+  equal(vcpu.mmu.root.hpa, before, "the same root shadow page was found again");
+  // MOV CR3 without PCID: KVM_REQ_MMU_SYNC and KVM_REQ_TLB_FLUSH_CURRENT.
+  run(m, op.movCr3(0x1000n));
+  deepStrictEqual([...vcpu.requests].sort(), ["KVM_REQ_MMU_SYNC", "KVM_REQ_TLB_FLUSH_CURRENT"]);
+});
