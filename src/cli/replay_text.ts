@@ -1,9 +1,11 @@
 /**
  * The human-readable form of a replay: one line per step, the allowed outcomes, the A/D writes
- * committed and, with `--trace`, the walk per level.
+ * committed and, with `--trace`, the walk per level; for a diverging case, after the verdict, a
+ * side-by-side block of the oracle's walk and the SUT's shadow walk (`explain.ts`).
  *
  * @module
  */
+import { explanationText } from "../diff/explain.ts";
 import type { CaseReplayJson, ObservationJson, OutcomeJson, StepJson } from "../diff/replay.ts";
 
 /** Text of an observation. */
@@ -104,6 +106,7 @@ export function replayText(file: string, r: CaseReplayJson, trace: boolean): str
     }
   }
   lines.push(...verdictText(r));
+  if (r.divergence) lines.push(...explanationText(r.divergence).map((l) => `    ${l}`));
   if (r.counters && Object.keys(r.counters).length > 0) {
     const shown = Object.entries(r.counters).map(([k, n]) => `${k}=${n}`).join(" ");
     lines.push(`  sut counters: ${shown}`);

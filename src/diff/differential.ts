@@ -25,6 +25,7 @@ import { hex } from "../model/hex.ts";
 import { formatObservation, type Observation } from "../model/observation.ts";
 import type { Op } from "../model/op.ts";
 import type { Kvm } from "../shadow/kvm.ts";
+import type { Counter } from "../shadow/stats.ts";
 import {
   ShadowMachine,
   type ShadowMachineOptions,
@@ -74,6 +75,8 @@ export interface DiffStep {
   readonly committed: CommittedStep | null;
   /** Accessed bits the SUT set speculatively, as `gpa: old -> new`. */
   readonly adoptedA: readonly string[];
+  /** The SUT counters that moved during the step, with how much (the mechanisms involved). */
+  readonly mechanisms: Readonly<Partial<Record<Counter, number>>>;
 }
 
 /** The result of a differential run. */
@@ -119,7 +122,9 @@ const A_HIGH = 1n << 37n;
 
 /**
  * Compares guest memory; adopts speculative A bits into the oracle. Returns the first word that
- * differs in a way the architecture does not allow, or null.
+ * differs in a way the architecture does not allow, or null. Between full comparisons (`full`:
+ * every page either side has) only the pages written in the step are compared: the oracle's
+ * committed writes and the SUT's recorded guest writes.
  */
 function compareMemory(
   m: ReferenceMachine,
@@ -127,10 +132,16 @@ function compareMemory(
   vcpus: number,
   committed: CommittedStep,
   adopted: string[],
+  full: boolean,
 ): { gpa: bigint; oracle: bigint; sut: bigint } | null {
   const gfns = new Set<bigint>();
-  for (const [gfn] of m.memory.pages()) gfns.add(gfn);
-  for (const gfn of sut.kvm.ram.backedGfns()) gfns.add(BigInt(gfn));
+  if (full) {
+    for (const [gfn] of m.memory.pages()) gfns.add(gfn);
+    for (const gfn of sut.kvm.ram.backedGfns()) gfns.add(BigInt(gfn));
+  } else {
+    for (const w of committed.outcome.writes) gfns.add(w.addr >> 12n);
+  }
+  for (const gfn of sut.kvm.ram.takeWritten()) gfns.add(BigInt(gfn));
   const oraclePages = new Map(m.memory.pages());
   for (const gfn of [...gfns].sort((a, b) => (a < b ? -1 : 1))) {
     const page = oraclePages.get(gfn);
@@ -181,7 +192,12 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
   const stop = (verdict: DiffVerdict): DiffResult => ({ verdict, steps, sut });
   for (const op of c.program) {
     const choices = oracle.allowed(op);
+    const before = { ...sut.kvm.stats.counters };
     const got = sut.step(op);
+    const mechanisms: Partial<Record<Counter, number>> = {};
+    for (const [k, n] of Object.entries(sut.kvm.stats.counters) as [Counter, number][]) {
+      if (n !== before[k]) mechanisms[k] = n - before[k];
+    }
     const expected = [...new Set(choices.outcomes.map((o) => formatObservation(o.observation)))];
     const diverge = (
       kind: DivergenceKind,
@@ -194,7 +210,7 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
         divergence: { step: choices.step, kind, expected: exp, got: text, detail },
       });
     if (got.kind === "failure") {
-      steps.push({ choices, sut: got, committed: null, adoptedA: [] });
+      steps.push({ choices, sut: got, committed: null, adoptedA: [], mechanisms });
       if (got.reason === "emulation_failure") {
         return stop({ status: "unsupported", step: choices.step, reason: got.detail });
       }
@@ -205,14 +221,15 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
       i,
     ) => (matches(o.observation, got.observation) ? [i] : []));
     if (candidates.length === 0) {
-      steps.push({ choices, sut: got, committed: null, adoptedA: [] });
+      steps.push({ choices, sut: got, committed: null, adoptedA: [], mechanisms });
       return diverge("observation", `${describe(op)}: the SUT's result is not allowed`);
     }
     const index = candidates.find((i) => writesVisible(oracle, sut, i, choices)) ?? candidates[0]!;
     const committed = oracle.commit(choices, index);
     const adoptedA: string[] = [];
-    const bad = compareMemory(oracle, sut, c.vcpus, committed, adoptedA);
-    steps.push({ choices, sut: got, committed, adoptedA });
+    const last = choices.step === c.program.length;
+    const bad = compareMemory(oracle, sut, c.vcpus, committed, adoptedA, last);
+    steps.push({ choices, sut: got, committed, adoptedA, mechanisms });
     if (bad) {
       return diverge(
         "memory",

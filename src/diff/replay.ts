@@ -8,7 +8,8 @@
  *
  * The report is plain JSON (64-bit values as `"0x…"` strings) and its shape is stable: fields
  * are only ever added, under a new `version` (2 added `sides`, `verdict`, `sut`, `counters`,
- * `events`, and `committed: null` on a diverging step).
+ * `events`, and `committed: null` on a diverging step; later in version 2, `divergence` on a
+ * diverging case: the side-by-side explanation and signature of `explain.ts`).
  *
  * @module
  */
@@ -27,6 +28,7 @@ import { z } from "zod";
 import type { ShadowMachineOptions, SutStep } from "../shadow/machine.ts";
 import { type AuditFinding, type Divergence, runDifferential } from "./differential.ts";
 import type { Kvm } from "../shadow/kvm.ts";
+import { type DivergenceExplanation, explainDivergence } from "./explain.ts";
 
 /**
  * The `meta.tags` entry of a corpus case that documents a known divergence (for example one
@@ -103,6 +105,11 @@ export interface CaseReplayJson {
   counters?: Record<string, number>;
   /** The SUT's event log (with `events`). */
   events?: { step: number; vcpu: number | null; what: string }[];
+  /**
+   * On a diverging case: both sides at the diverging step (walks per level, shadow pages),
+   * the mechanisms and events that led there, and the signature that deduplicates findings.
+   */
+  divergence?: DivergenceExplanation;
 }
 
 /** Encodes an observation for JSON. */
@@ -236,5 +243,7 @@ export function replayCase(c: Case, options: ReplayOptions = {}): CaseReplayJson
     );
     if (options.events) out.events = r.sut.kvm.stats.events.map((e) => ({ ...e }));
   }
+  const divergence = explainDivergence(c, r);
+  if (divergence) out.divergence = divergence;
   return out;
 }

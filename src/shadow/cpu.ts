@@ -214,6 +214,7 @@ export function cpu_access(vcpu: KvmVcpu, access: GuestAccess): CpuResult {
       const gpa = gfn * 4096 + word * 8;
       if (access.kind === "write") {
         page[word] = access.value;
+        kvm.ram.noteWrite(gfn);
         return { kind: "ok", gpa, value: null };
       }
       return { kind: "ok", gpa, value: page[word]! };

@@ -161,11 +161,30 @@ export class UserspaceMemory {
     const old = this.pfnOf(gfn);
     const now = this.#nextLoosePfn--;
     this.host.allocAt(now).set(this.host.page(old));
+    this.#written.add(gfn);
     this.host.poison(old);
     this.#moved.set(gfn, now);
     this.#gfnOfMovedPfn.set(now, gfn);
     this.#split.add(Math.floor(gfn / 512));
     return { old, now };
+  }
+
+  /**
+   * Gfns written since the last {@link takeWritten} (guest stores, emulated writes, the
+   * walker's A/D updates): not part of KVM, it lets the harness compare only what changed.
+   */
+  readonly #written = new Set<number>();
+
+  /** Records a write to guest page `gfn` (see {@link takeWritten}). */
+  noteWrite(gfn: number): void {
+    this.#written.add(gfn);
+  }
+
+  /** The gfns written since the last call, and forgets them. */
+  takeWritten(): number[] {
+    const out = [...this.#written];
+    this.#written.clear();
+    return out;
   }
 
   /** The gfns that have a backing page (not part of KVM: for comparing guest memory). */

@@ -132,7 +132,9 @@ export class Kvm {
 
   /** Writes guest memory at `gpa` through the backing (no dirty marking, no tracking). */
   writeGuestPhys(gpa: number, bytes: 4 | 8, value: bigint): void {
-    const page = this.host.page(this.ram.pfnOf(Math.floor(gpa / 4096)));
+    const gfn = Math.floor(gpa / 4096);
+    this.ram.noteWrite(gfn);
+    const page = this.host.page(this.ram.pfnOf(gfn));
     const i = (gpa % 4096) >>> 3;
     if (bytes === 8) {
       page[i] = value & 0xffff_ffff_ffff_ffffn;

@@ -37,7 +37,12 @@ import {
 /** One step of the SUT: an observation, or a failure of the model to produce one. */
 export type SutStep =
   | { readonly kind: "observation"; readonly observation: Observation }
-  | { readonly kind: "failure"; readonly reason: CpuFailureReason; readonly detail: string };
+  | {
+    readonly kind: "failure";
+    /** A CPU failure, or "exception": the model threw (a KVM BUG_ON/WARN or a model bug). */
+    readonly reason: CpuFailureReason | "exception";
+    readonly detail: string;
+  };
 
 /** Options of the SUT machine. */
 export interface ShadowMachineOptions {
@@ -142,8 +147,17 @@ export class ShadowMachine {
     return v;
   }
 
-  /** Runs one op. */
+  /** Runs one op; an exception inside the model becomes a failure, not a crash. */
   step(op: Op): SutStep {
+    try {
+      return this.#run(op);
+    } catch (e: unknown) {
+      const detail = e instanceof Error ? `${e.message}\n${e.stack ?? ""}` : String(e);
+      return { kind: "failure", reason: "exception", detail };
+    }
+  }
+
+  #run(op: Op): SutStep {
     this.#step++;
     this.kvm.stats.step = this.#step;
     const seen = (observation: Observation): SutStep => ({ kind: "observation", observation });

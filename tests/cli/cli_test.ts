@@ -3,8 +3,7 @@
  * errors for invalid files.
  */
 import { deepStrictEqual, equal, match, ok } from "node:assert/strict";
-import { mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import { main as fuzz } from "../../src/cli/fuzz.ts";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { main as replay } from "../../src/cli/replay.ts";
 
 /** Runs a command's main with console output captured. */
@@ -127,25 +126,4 @@ Deno.test("replay: usage errors exit 2 with the usage text", () => {
   const r = capture(() => replay(["--nope"]));
   equal(r.status, 2);
   match(r.err, /usage: deno task replay/);
-});
-
-Deno.test("fuzz: a seeded run replays the corpus and self-checks the oracle without findings", () => {
-  rmSync(`${SCRATCH}/findings`, { recursive: true, force: true });
-  const r = capture(() => fuzz(["--seed", "7", "--runs", "40", "--out", `${SCRATCH}/findings`]));
-  equal(r.status, 0, r.err);
-  match(
-    r.out,
-    /corpus: \d+ cases through the oracle and the SUT: \d+ pass, [1-9]\d* diverge as expected, 0 unsupported, 0 unexpected/,
-  );
-  match(r.out, /self-check \(oracle-selfcheck@1, seed 7, mixed\): 40 cases/);
-  let written: string[] = [];
-  try {
-    written = readdirSync(`${SCRATCH}/findings`);
-  } catch { /* nothing written: the directory does not exist */ }
-  deepStrictEqual(written, []);
-});
-
-Deno.test("fuzz: bad flags exit 2", () => {
-  equal(capture(() => fuzz(["--discipline", "lax"])).status, 2);
-  equal(capture(() => fuzz(["--runs", "-3"])).status, 2);
 });

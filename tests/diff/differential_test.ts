@@ -99,6 +99,7 @@ Deno.test("contract: an A bit the SUT sets in a reachable entry is adopted; else
       if (poke !== null) {
         const gfn = Number(poke >> 12n);
         kvm.host.page(kvm.ram.pfnOf(gfn))[Number(poke & 0xfffn) >>> 3]! |= 0x20n;
+        kvm.ram.noteWrite(gfn); // as every SUT write to guest memory does
       }
       poke = poke === 0x4010n ? 0x8000n : null; // then a data word nothing maps as a table
       return [];
@@ -177,4 +178,23 @@ Deno.test("injected bugs: every kvm.bug() switch in src/shadow is registered, an
     for (const m of text.matchAll(/\.bug\("([a-z0-9_]+)"\)/g)) used.add(m[1]!);
   }
   deepStrictEqual([...used].sort(), INJECTED_BUGS.map((b) => b.name).sort());
+});
+
+Deno.test("contract: the last step compares all of guest memory, so an unrecorded write is caught", () => {
+  const c = buildCase({
+    mode: "ia32e4",
+    features: { pku: false },
+    memory: [...tables4(), [0x8000n, 0x1200n]],
+    program: [op.load(LA4), op.load(LA4), op.load(LA4)],
+  });
+  let poked = false;
+  const r = runDifferential(c, {
+    audit: (kvm) => {
+      if (!poked) kvm.host.page(kvm.ram.pfnOf(8))[0]! |= 0x10000n; // no noteWrite
+      poked = true;
+      return [];
+    },
+  });
+  ok(r.verdict.status === "divergence", JSON.stringify(r.verdict));
+  deepStrictEqual([r.verdict.divergence.step, r.verdict.divergence.kind], [3, "memory"]);
 });

@@ -1,0 +1,396 @@
+/**
+ * The program of a fuzz case: op genes resolved against the layout, in program order, with the
+ * strict discipline's flushes inserted.
+ *
+ * Strict rule (simple and safe): after any store (it may have hit a page table, directly or
+ * through an alias), any control-register write or any memslot change, every vCPU concerned
+ * owes a flush; before its next access it gets a MOV CR3 to its current CR3 (noFlush=false), or,
+ * while CR4.PGE=1 (global pages survive MOV CR3), a CR4.PGE toggle.
+ *
+ * @module
+ */
+import { hex } from "../model/hex.ts";
+import type { FuzzControl, FuzzCpu } from "./fuzz_cpu.ts";
+import type { AccessGene, ControlGene, Genome, HostGene, PteGene } from "./fuzz_genome.ts";
+import type { Layout, PlanSlot, Root } from "./fuzz_layout.ts";
+import {
+  composeLa,
+  GFN,
+  isPermanentRam,
+  levelShift,
+  REMOVABLE_SLOTS,
+  selfSlot,
+  SLOT_RANGE,
+} from "./fuzz_shape.ts";
+import type { PageTables, Table } from "./fuzz_tables.ts";
+
+/** Program disciplines (ARCHITECTURE.md §7). */
+export type Discipline = "strict" | "relaxed";
+
+type Toggle = "wp" | "smep" | "smap" | "pge" | "pse" | "nxe" | "ac";
+type VcpuState = Record<Toggle, boolean> & { root: number; pending: boolean };
+
+const U64 = (1n << 64n) - 1n;
+/** W, U/S, A, D and G. */
+const RIGHTS_MASK = 0x2n | 0x4n | 0x20n | 0x40n | 0x100n;
+
+/** Resolves op genes into JSON ops. */
+export class ProgramBuilder {
+  readonly ops: Record<string, unknown>[] = [];
+  readonly #lay: Layout;
+  readonly #pt: PageTables | null;
+  readonly #cpu: FuzzCpu;
+  readonly #control: FuzzControl;
+  readonly #strict: boolean;
+  readonly #vcpus: VcpuState[];
+  readonly #slots = new Map<number, PlanSlot>();
+  readonly #logging = new Set<number>();
+  /** Which linear addresses' walks read a word: "gfn:word" -> addresses. */
+  readonly #affects = new Map<string, bigint[]>();
+  /** Addresses whose walk the last page-table store touched. */
+  #recent: bigint[] = [];
+
+  constructor(lay: Layout, cpu: FuzzCpu, control: FuzzControl, vcpus: number, d: Discipline) {
+    this.#lay = lay;
+    this.#pt = lay.pt;
+    this.#cpu = cpu;
+    this.#control = control;
+    this.#strict = d === "strict" && lay.pt !== null;
+    this.#vcpus = Array.from({ length: vcpus }, () => ({
+      root: 0,
+      pending: false,
+      wp: control.wp,
+      smep: control.smep,
+      smap: control.smap,
+      pge: control.pge,
+      pse: control.pse,
+      nxe: control.nxe,
+      ac: control.ac,
+    }));
+    for (const s of lay.slots) this.#slots.set(s.slot, s);
+    const pt = lay.pt;
+    if (!pt) return;
+    for (const root of lay.roots) {
+      for (const la of [...lay.mapped, ...lay.extra]) {
+        pt.translate(root.table!, la, (gfn, offset) => {
+          const key = `${gfn}:${offset >> 3}`;
+          const las = this.#affects.get(key);
+          if (!las) this.#affects.set(key, [la]);
+          else if (!las.includes(la)) las.push(la);
+        });
+      }
+    }
+  }
+
+  /** Resolves every gene of the genome. */
+  build(g: Genome): Record<string, unknown>[] {
+    for (const [i, gene] of g.ops.entries()) {
+      switch (gene.t) {
+        case "access":
+          this.#access(gene, i);
+          break;
+        case "pte":
+          this.#pteStore(gene, i);
+          break;
+        case "invlpg":
+          this.ops.push({
+            op: "invlpg",
+            vcpu: this.#v(gene.vcpu),
+            la: hex(this.#target(gene.target)),
+          });
+          break;
+        case "cr3":
+          this.#movCr3(gene.root, gene.noFlush, this.#v(gene.vcpu));
+          break;
+        case "control":
+          this.#toggle(gene);
+          break;
+        case "host":
+          this.#host(gene);
+          break;
+      }
+    }
+    return this.ops;
+  }
+
+  #v(gene: number): number {
+    return Math.min(gene, this.#vcpus.length - 1);
+  }
+
+  /** A linear address of the layout: recently edited walks first, then mappings, then others. */
+  #target(n: number): bigint {
+    const lay = this.#lay;
+    if (n < 12 && this.#recent.length > 0) return this.#recent[n % this.#recent.length]!;
+    if (n < 44 && lay.mapped.length > 0) return lay.mapped[n % lay.mapped.length]!;
+    return lay.extra[(n * 7) % lay.extra.length]!;
+  }
+
+  /** The strict discipline's flush, if vCPU `v` owes one. */
+  #flush(v: number): void {
+    const s = this.#vcpus[v]!;
+    if (!this.#strict || !s.pending) return;
+    if (s.pge) {
+      this.ops.push({ op: "writeCr4", vcpu: v, pge: false }, {
+        op: "writeCr4",
+        vcpu: v,
+        pge: true,
+      });
+    } else {
+      this.ops.push({
+        op: "movCr3",
+        vcpu: v,
+        cr3: hex(this.#lay.roots[s.root]!.cr3),
+        noFlush: false,
+      });
+    }
+    s.pending = false;
+  }
+
+  #owe(v: number | null): void {
+    for (const [i, s] of this.#vcpus.entries()) if (v === null || v === i) s.pending = true;
+  }
+
+  #fetchSafe(v: number, la: bigint): boolean {
+    const root = this.#lay.roots[this.#vcpus[v]!.root]!;
+    const gfn = this.#pt && root.table
+      ? this.#pt.translate(root.table, la)
+      : Number((la & 0xffff_ffffn) >> 12n);
+    return gfn === null || isPermanentRam(gfn);
+  }
+
+  #access(g: AccessGene, i: number): void {
+    const v = this.#v(g.vcpu);
+    let kind = g.kind < 5 ? "load" : g.kind < 8 ? "store" : "fetch";
+    let la = this.#twist(this.#target(g.target), g.twist, g.word);
+    if (kind === "fetch" && !this.#fetchSafe(v, la)) {
+      const all = [...this.#lay.mapped, ...this.#lay.extra];
+      const safe = all.find((x, j) => j >= g.target % all.length && this.#fetchSafe(v, x)) ??
+        all.find((x) => this.#fetchSafe(v, x));
+      if (safe === undefined) kind = "load";
+      else la = safe;
+    }
+    this.#flush(v);
+    const cpl = g.cpl3 ? 3 : 0;
+    if (kind !== "store") {
+      this.ops.push({ op: kind, vcpu: v, la: hex(la), cpl });
+      return;
+    }
+    const value = (0x5a5an << 48n) | (BigInt(i + 1) << 12n) | BigInt(g.word & 0xfff);
+    this.ops.push({ op: "store", vcpu: v, la: hex(la), cpl, value: hex(value) });
+    this.#owe(null);
+  }
+
+  #twist(la: bigint, twist: number, word: number): bigint {
+    const shape = this.#lay.shape;
+    let out = la + BigInt(word < 512 ? 0 : (word - 512) * 8);
+    if (twist === 13) out += 0x1000n;
+    else if (twist === 14) out += 1n << BigInt(shape ? levelShift(shape, 2) : 21);
+    else if (twist === 15) out ^= 1n << BigInt(shape && shape.laBits > 32 ? shape.laBits : 32);
+    return out & U64 & ~7n;
+  }
+
+  /** A store of a plausible entry into a page table, through the self-map slot or the window. */
+  #pteStore(g: PteGene, i: number): void {
+    const pt = this.#pt;
+    const v = this.#v(g.vcpu);
+    const root = this.#lay.roots[this.#vcpus[v]!.root]!;
+    const t = pt ? pt.tables[g.table % pt.tables.length] : undefined;
+    const tla = pt && t ? this.#tableLa(t, root, g.via) : null;
+    if (!pt || !t || tla === null) {
+      // No table reachable: a data store instead.
+      return this.#access({ ...g, t: "access", kind: 5, target: g.pick, word: 0, twist: 0 }, i);
+    }
+    const used = [...t.used].sort((a, b) => a - b);
+    const sel = g.entry % (used.length + 1);
+    const e = sel < used.length ? used[sel]! : (g.entry * 13 + 1) % pt.size(t);
+    const bytes = pt.ctx.shape.entryBytes;
+    const offset = t.base + e * bytes;
+    const fresh = this.#entryValue(pt, t, e, g);
+    let value = fresh;
+    if (bytes === 4) {
+      const first = e & ~1;
+      const lo = first === e ? fresh : pt.get(t, first);
+      const hi = first === e ? pt.get(t, first + 1) : fresh;
+      value = (hi << 32n) | lo;
+    }
+    this.#flush(v);
+    const la = tla + BigInt(offset & ~7);
+    this.ops.push({ op: "store", vcpu: v, la: hex(la), cpl: g.cpl3 ? 3 : 0, value: hex(value) });
+    this.#owe(null);
+    this.#recent = this.#affects.get(`${t.gfn}:${offset >> 3}`) ?? [];
+  }
+
+  /** Where table `t` is visible from `root`: the recursive slot or the window. */
+  #tableLa(t: Table, root: Root, via: number): bigint | null {
+    const pt = this.#pt!;
+    const shape = pt.ctx.shape;
+    let recursive: bigint | null = null;
+    const path = root.holder ? pathFrom(pt, root.holder, t) : null;
+    if (root.holder && path) {
+      const repeat = root.holder.level - path.length;
+      const k = selfSlot(shape);
+      recursive = composeLa(shape, [...root.prefix, ...Array<number>(repeat).fill(k), ...path]);
+    }
+    const window = this.#lay.window[t.id] ?? null;
+    return (via & 1) === 1 && recursive !== null ? recursive : window ?? recursive;
+  }
+
+  /** A new entry for index `e` of table `t`: shaped for its level (see the PTE gene). */
+  #entryValue(pt: PageTables, t: Table, e: number, g: PteGene): bigint {
+    const level = t.level;
+    const old = pt.get(t, e);
+    const rights = g.rights & 63;
+    const flags = g.rights >> 6;
+    const tables = pt.tables;
+    const below = tables.filter((x) => x.level === level - 1);
+    const frame = 0x100 + (g.pick % 16) + (g.pick >= 32 ? 0x100 : 0);
+    const normal = (): bigint => {
+      if (level === 1) return pt.leaf(1, frame, rights, flags);
+      const child = below[g.pick % Math.max(1, below.length)];
+      return pt.pointer(level, child ?? frame, rights, flags);
+    };
+    const large = pt.ctx.shape.entryBytes === 4
+      ? level === 2
+      : pt.ctx.shape.largeLevels.includes(level);
+    switch (g.value) {
+      case 3:
+        return level === 1
+          ? pt.leaf(1, tables[g.pick % tables.length]!.gfn, rights, flags)
+          : pt.pointer(level, tables[g.pick % tables.length]!, rights, flags);
+      case 4:
+        return large ? pt.leaf(level, level === 3 ? GFN.giga : GFN.large, rights, flags) : normal();
+      case 5:
+      case 6: {
+        if ((old & 1n) === 0n || pt.isPdpte(level)) return normal();
+        // Same frame, new rights: the classic unsync-then-flush case.
+        const mask = RIGHTS_MASK | (pt.ctx.shape.entryBytes === 8 ? 1n << 63n : 0n);
+        return (old & ~mask) | (pt.leaf(1, 0, rights, flags) & mask);
+      }
+      case 7:
+        return (g.pick & 1) === 0 ? 0n : old & ~1n;
+      case 8: {
+        const gfn = (g.pick & 1) === 0 ? GFN.late + (g.pick % 8) : GFN.mmio + (g.pick % 8);
+        return level === 1 ? pt.leaf(1, gfn, rights, flags) : pt.pointer(level, gfn, rights, flags);
+      }
+      case 9: {
+        const bits = pt.reservedBits(level, false);
+        const v = normal();
+        return bits.length === 0 ? v : v | (1n << BigInt(bits[g.pick % bits.length]!));
+      }
+      default:
+        return normal();
+    }
+  }
+
+  #movCr3(rootGene: number, noFlushGene: boolean, v: number): void {
+    const s = this.#vcpus[v]!;
+    s.root = rootGene % this.#lay.roots.length;
+    const noFlush = !this.#strict && this.#control.pcide && noFlushGene;
+    this.ops.push({ op: "movCr3", vcpu: v, cr3: hex(this.#lay.roots[s.root]!.cr3), noFlush });
+    if (!s.pge && !noFlush) s.pending = false;
+  }
+
+  #toggle(g: ControlGene): void {
+    const v = this.#v(g.vcpu);
+    const s = this.#vcpus[v]!;
+    const f = this.#cpu.features;
+    const names: Toggle[] = ["wp", "smep", "smap", "pge", "pse", "nxe", "ac", "ac"];
+    let which = names[g.which]!;
+    const supported = {
+      wp: true,
+      smep: f.smep,
+      smap: f.smap,
+      pge: true,
+      pse: f.pse,
+      nxe: f.nx,
+      ac: true,
+    };
+    if (!supported[which]) which = "ac";
+    const on = !s[which];
+    s[which] = on;
+    if (which === "wp") this.ops.push({ op: "writeCr0", vcpu: v, wp: on });
+    else if (which === "nxe") this.ops.push({ op: "writeEfer", vcpu: v, nxe: on });
+    else if (which === "ac") this.ops.push({ op: "writeRflagsAc", vcpu: v, ac: on });
+    else this.ops.push({ op: "writeCr4", vcpu: v, [which]: on });
+    if (which === "pge") s.pending = false;
+    else if (which !== "ac") this.#owe(v);
+  }
+
+  /** The memslot now holding `gfn`, if any. */
+  #slotOf(gfn: number): number | undefined {
+    for (const s of this.#slots.values()) {
+      if (gfn >= s.baseGfn && gfn < s.baseGfn + s.npages) return s.slot;
+    }
+    return undefined;
+  }
+
+  #host(g: HostGene): void {
+    // Dirty logging goes mostly to slots that hold the layout's tables and mapped frames.
+    const used = this.#lay.frames.map((gfn) => this.#slotOf(gfn));
+    const present = [...this.#slots.keys()].sort((a, b) => a - b);
+    const pool = [...new Set(used.filter((s) => s !== undefined))].sort((a, b) => a - b);
+    const any = (g.b & 1) === 0 && pool.length > 0
+      ? pool[g.a % pool.length]!
+      : present[g.a % present.length] ?? 0;
+    switch (g.which) {
+      case 0:
+      case 1:
+      case 2:
+        this.ops.push({ op: "dirtyLogEnable", slot: any, enable: g.b % 4 !== 0 });
+        if (g.b % 4 !== 0) this.#logging.add(any);
+        else this.#logging.delete(any);
+        return;
+      case 3:
+      case 4:
+      case 9: {
+        const logging = [...this.#logging].sort((a, b) => a - b);
+        const slot = logging.length > 0 && g.which !== 9 ? logging[g.a % logging.length]! : any;
+        this.ops.push({ op: "dirtyLogGetAndClear", slot });
+        return;
+      }
+      case 5:
+      case 6: {
+        const id = REMOVABLE_SLOTS[g.a % REMOVABLE_SLOTS.length]!;
+        const old = this.#slots.get(id);
+        if (old) {
+          this.ops.push({ op: "memslotRemove", slot: id });
+          this.#slots.delete(id);
+          this.#logging.delete(id);
+        } else {
+          const [baseGfn, npages] = SLOT_RANGE[id]!;
+          const readOnly = g.b % 8 === 7;
+          this.ops.push({
+            op: "memslotAdd",
+            slot: id,
+            baseGfn: hex(BigInt(baseGfn)),
+            npages,
+            readOnly,
+          });
+          this.#slots.set(id, { slot: id, baseGfn, npages, readOnly });
+        }
+        this.#owe(null);
+        return;
+      }
+      case 7: {
+        const frames = this.#lay.frames.length > 0 ? this.#lay.frames : [GFN.code];
+        const npages = [1, 1, 1, 2, 8, 512][g.b % 6]!;
+        const frame = frames[g.a % frames.length]!;
+        const gfn = frame - (frame % npages);
+        this.ops.push({ op: "hostUnmap", gfn: hex(BigInt(gfn)), npages });
+        return;
+      }
+      default:
+        this.ops.push({ op: "randomZap", pick: g.a * 64 + g.b });
+    }
+  }
+}
+
+/** The indices from `holder` down to `t` along recorded parent links, or null. */
+function pathFrom(pt: PageTables, holder: Table, t: Table): number[] | null {
+  if (t === holder) return [];
+  for (const p of t.parents) {
+    const up = pathFrom(pt, holder, pt.tables[p.table]!);
+    if (up) return [...up, p.index];
+  }
+  return null;
+}
