@@ -22,7 +22,7 @@ import {
 } from "./control_state.ts";
 import { interpretEntry } from "./entry_format.ts";
 import { GuestMemory, type WriteFate } from "./guest_memory.ts";
-import { accessCandidates, type TimedInvalidation } from "./tlb_model.ts";
+import { accessCandidates, type TimedInvalidation, type TlbFill, tlbFillOf } from "./tlb_model.ts";
 import { canonicalFault, effectiveLa, type WalkResult } from "./walk.ts";
 
 /** A write the step makes to guest memory. */
@@ -96,6 +96,7 @@ interface VcpuState {
   ctl: VcpuControl;
   controls: [number, VcpuControl][];
   invalidations: TimedInvalidation[];
+  fills: TlbFill[];
 }
 
 /** The oracle's machine: guest memory, memslots, dirty logs and one control state per vCPU. */
@@ -128,7 +129,7 @@ export class ReferenceMachine {
     );
     this.#vcpus = Array.from(
       { length: c.vcpus },
-      () => ({ ctl, controls: [[0, ctl]], invalidations: [] }),
+      () => ({ ctl, controls: [[0, ctl]], invalidations: [], fills: [] }),
     );
   }
 
@@ -300,6 +301,11 @@ export class ReferenceMachine {
     const fates = outcome.writes.map((w) => this.#write(w));
     if (choices.vcpu !== null) {
       const v = this.#vcpu(choices.vcpu);
+      const walked = outcome.walk;
+      if (walked?.kind === "ok") {
+        const mode = walkContextOf(this.cpu, v.ctl, this.options.pdpteSource).mode;
+        v.fills.push(tlbFillOf(n, pcidOf(v.ctl), mode, walked));
+      }
       if (outcome.control) {
         v.ctl = outcome.control;
         v.controls.push([n, outcome.control]);

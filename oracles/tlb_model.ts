@@ -36,11 +36,61 @@ import {
 /** An invalidation event with the step that caused it. */
 export type TimedInvalidation = Invalidation & { readonly t: number };
 
+/**
+ * A translation the processor cached at the end of a completed access: its own walk's TLB fill,
+ * with the entries as they were right after that access's A/D writes. Memory snapshots cannot
+ * show that state when the same step's store then rewrote an entry of its own walk (a store to
+ * its own PTE): the history keeps one value per step.
+ */
+export interface TlbFill {
+  /** The step of the access. */
+  readonly t: number;
+  readonly pcid: number;
+  /** The effective linear address of the access. */
+  readonly la: bigint;
+  readonly modeKind: PagingMode["kind"];
+  /** The walk's entries, A/D applied, as snapshots of step `t`. */
+  readonly path: readonly TraceEntry[];
+  readonly base: bigint;
+  readonly pageShift: 12 | 21 | 22 | 30;
+  readonly global: boolean;
+}
+
 /** A vCPU's history: its control states over time and its invalidation log. */
 export interface VcpuHistory {
   /** `[from, state]`, ascending: the state after step `from` until the next record. */
   readonly controls: readonly (readonly [number, VcpuControl])[];
   readonly invalidations: readonly TimedInvalidation[];
+  /** The TLB fills of its completed accesses, ascending. */
+  readonly fills?: readonly TlbFill[];
+}
+
+/** The TLB fill a completed access leaves: its translation with the A/D bits it set. */
+export function tlbFillOf(t: number, pcid: number, mode: PagingMode, tr: Translation): TlbFill {
+  const path = tr.path.map((e) => {
+    if (e.source === "register") return e;
+    let value = e.value;
+    for (const w of tr.writes) if (w.addr === e.addr) value |= w.mask;
+    return { ...e, value, source: "snapshot" as const, snapshot: t };
+  });
+  const leaf = path[path.length - 1]!;
+  const level = mode.kind === "disabled"
+    ? undefined
+    : mode.levels.find((l) => l.name === leaf.level);
+  const meaning = level ? interpretEntry(mode, level, leaf.value) : { present: false as const };
+  const base = meaning.present && meaning.leaf
+    ? meaning.base
+    : tr.pa & ~((1n << BigInt(tr.pageShift)) - 1n);
+  return {
+    t,
+    pcid,
+    la: tr.la,
+    modeKind: mode.kind,
+    path,
+    base,
+    pageShift: tr.pageShift,
+    global: tr.global,
+  };
 }
 
 /** One allowed result of an access and how a processor could have produced it. */
@@ -273,6 +323,14 @@ export function accessCandidates(
       }
     }
   };
+
+  // The access's own fills (see TlbFill): the translation as the processor cached it.
+  for (const f of h.fills ?? []) {
+    if (f.t > T || f.modeKind !== mode.kind || (f.pcid !== p && !f.global)) continue;
+    if (la >> BigInt(f.pageShift) !== f.la >> BigInt(f.pageShift)) continue;
+    const tlbKills = (e: TimedInvalidation) => killsTlb(mode, e, la, f.pcid, f.global, f.pageShift);
+    if (f.t >= lastEvent(h, T, tlbKills)) tlbHit([...f.path], f.base, f.pageShift);
+  }
 
   const pcids = isIa32e(mode) ? [...new Set(segments.map((s) => s.pcid))] : [0];
   for (const q of pcids) {

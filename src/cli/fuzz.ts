@@ -23,6 +23,7 @@ import { kvm_mmu_audit } from "../shadow/audit.ts";
 import { writeFileAtomic } from "./write_atomic.ts";
 import { buildReport, type CorpusTally, junitXml, summaryText } from "./fuzz_report.ts";
 import { runPool } from "./fuzz_pool.ts";
+import { knownDivergenceOf } from "../diff/known_divergences.ts";
 
 const USAGE = `usage: deno task fuzz [--seed N] [--time SECONDS | --runs N] [--workers N]
                        [--discipline strict|relaxed|mixed] [--mode M]... [--inject NAME]...
@@ -197,6 +198,7 @@ export async function main(args: string[], embed: { abort?: AbortSignal } = {}):
   const out = resolve(base, f.out);
   const files = new Map<string, { index: number; file: string }>();
   const onFinding = (finding: Finding) => {
+    if (knownDivergenceOf(finding.signature)) return; // triaged: counted in the report only
     const known = files.get(finding.signature);
     if (known && known.index <= finding.index) return;
     // The same file name per signature and run: a lower case index replaces it atomically, so

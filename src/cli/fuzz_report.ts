@@ -8,6 +8,7 @@
  */
 import { COUNTERS } from "../shadow/stats.ts";
 import type { CaseOutcome, FuzzPlan } from "../diff/fuzz_run.ts";
+import { knownDivergenceOf } from "../diff/known_divergences.ts";
 
 /** The report format name and version. */
 export const FUZZ_REPORT_FORMAT = "shadow-mmu-fuzz-report";
@@ -68,7 +69,10 @@ export interface FuzzReportJson {
     disciplines: Record<string, number>;
     unsupported: Record<string, number>;
   };
+  /** Distinct signatures that are not known divergences: the run's findings. */
   findings: SignatureJson[];
+  /** Signatures of triaged, known KVM-vs-architecture divergences (`known_divergences.ts`). */
+  known: (SignatureJson & { known: string })[];
   timing: {
     elapsedSeconds: number;
     casesPerSecond: number;
@@ -140,7 +144,7 @@ export function buildReport(
       });
     }
   }
-  totals.signatures = bySignature.size;
+  totals.signatures = [...bySignature.keys()].filter((s) => !knownDivergenceOf(s)).length;
   const sortKeys = (m: Record<string, number>) =>
     Object.fromEntries(Object.entries(m).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
   return {
@@ -163,7 +167,11 @@ export function buildReport(
       disciplines: sortKeys(disciplines),
       unsupported: sortKeys(unsupported),
     },
-    findings: [...bySignature.values()],
+    findings: [...bySignature.values()].filter((f) => !knownDivergenceOf(f.signature)),
+    known: [...bySignature.values()].flatMap((f) => {
+      const k = knownDivergenceOf(f.signature);
+      return k ? [{ ...f, known: k.id }] : [];
+    }),
     timing,
   };
 }
@@ -180,7 +188,7 @@ export function summaryText(r: FuzzReportJson): string[] {
     } s (${r.timing.casesPerSecond.toFixed(0)} cases/s, ${
       r.timing.stepsPerSecond.toFixed(0)
     } steps/s, ${r.timing.workers} workers)${t.interrupted ? " [interrupted]" : ""}`,
-    `verdicts: ${t.pass} pass, ${t.divergences} diverge (${t.signatures} distinct), ${t.unsupported} unsupported, ${t.crashes} crashed`,
+    `verdicts: ${t.pass} pass, ${t.divergences} diverge (${t.signatures} distinct findings, ${r.known.length} known signatures), ${t.unsupported} unsupported, ${t.crashes} crashed`,
   ];
   const mech = Object.entries(r.coverage.mechanisms);
   const fired = mech.filter(([, m]) => m.total > 0).map(([k, m]) => `${k}=${m.total}/${m.cases}`);
@@ -192,6 +200,9 @@ export function summaryText(r: FuzzReportJson): string[] {
   lines.push(`#PF error codes (cases): ${kv(r.coverage.errorCodes) || "none"}`);
   lines.push(`modes: ${kv(r.coverage.modes)}; disciplines: ${kv(r.coverage.disciplines)}`);
   if (t.unsupported > 0) lines.push(`unsupported: ${kv(r.coverage.unsupported)}`);
+  const known = new Map<string, number>();
+  for (const k of r.known) known.set(k.known, (known.get(k.known) ?? 0) + k.cases);
+  for (const [id, n] of known) lines.push(`known divergence ${id}: ${n} case(s)`);
   for (const f of r.findings) {
     lines.push(
       `finding ${f.signature}: ${f.cases} case(s), first seed ${f.firstSeed} (case ${f.firstIndex}) -> ${f.file}`,

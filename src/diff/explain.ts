@@ -52,6 +52,9 @@
  *     the step before; a failure happens within its step);
  *   - any other op: the steps after the previous op of the same kind (e.g. since the last
  *     dirty-log harvest).
+ *   Exception: an observation divergence where the SUT delivered a #PF that KVM's walker
+ *   injected in that step is signed `mech=walk_addr_generic@exit` with no `leaf`: the walker
+ *   computed the error code, and whatever moved before is incidental.
  * - `path`: how the SUT produced its result in the diverging step: `emulate` (the emulator ran),
  *   `exit` (a VM exit into the page-fault handler), `walk` (a hardware walk of the shadow tables,
  *   no exit), `tlb` (a hardware TLB hit), `none` (no guest access).
@@ -547,6 +550,13 @@ export function divergenceSignature(c: Case, r: DiffResult): string | null {
     case "sut-failure":
       differs = failureDiff(s);
       break;
+  }
+  // A #PF that KVM's guest walker computed and injected: the walker is the mechanism, whatever
+  // else moved before (one signature per error-code rule, not one per preceding mechanism).
+  const injected = s.sut.kind === "observation" && s.sut.observation.kind === "pf" &&
+    (s.mechanisms.pf_guest_injected ?? 0) > 0;
+  if (dv.kind === "observation" && injected) {
+    return `${dv.kind}:${mode}:${s.choices.op.op}:${differs}|mech=walk_addr_generic@exit`;
   }
   const la = laOf(s.choices.op);
   const leaf = (dv.kind === "observation" || dv.kind === "memory") && la !== null && r.sut

@@ -129,7 +129,11 @@ export interface Genome {
   readonly ops: readonly OpGene[];
 }
 
-const u = (max: number) => fc.integer({ min: 0, max });
+/** An integer in [0, max]; it shrinks toward 0, the plain choice. */
+function u(max: number): fc.Arbitrary<number> {
+  return fc.integer({ min: 0, max });
+}
+
 const vcpu = u(1);
 
 const mapGene: fc.Arbitrary<MapGene> = fc.record({
@@ -202,7 +206,7 @@ export function genomeArbitrary(modeCount: number, maxSteps: number): fc.Arbitra
     selfMap: u(9),
     selfRights: u(0xfff),
     window: u(9),
-    windowRights: fc.array(u(0xfff), { maxLength: 4 }),
+    windowRights: fc.array(u(0xfff), { maxLength: 4, size: "max" }),
     slots: u(0x3ff),
     mappings: fc.array(mapGene, { maxLength: 12, size: "max" }),
     ops: fc.array(opGene, { maxLength: maxSteps, size: "max" }),

@@ -13,13 +13,13 @@ import {
   type GuestMode,
   indexMenu,
   indexOf,
+  initialSlots,
   PAE_HOLDER_PDPTE,
   type PagingShape,
+  type PlanSlot,
   planSlotOf,
   selfSlot,
   shapeOf,
-  SLOT,
-  SLOT_RANGE,
   windowSlot,
 } from "./fuzz_shape.ts";
 import { Image, PageTables, type Table } from "./fuzz_tables.ts";
@@ -33,12 +33,11 @@ export interface Root {
   readonly prefix: readonly number[];
 }
 
-/** A memslot of the case, as JSON would give it (gfns as numbers here). */
-export interface PlanSlot {
-  readonly slot: number;
-  readonly baseGfn: number;
-  readonly npages: number;
-  readonly readOnly: boolean;
+/** What the layout is built for. */
+export interface LayoutSetup {
+  readonly mode: GuestMode;
+  readonly cpu: FuzzCpu;
+  readonly control: FuzzControl;
 }
 
 /** The initial guest. */
@@ -195,33 +194,9 @@ function buildWindow(pt: PageTables, roots: readonly Root[], g: Genome): (bigint
   return pt.tables.map((table) => (pts.size > 0 ? composeLa(shape, [...path, table.id]) : null));
 }
 
-/** The memslots at the start, from the genome's slot variants. */
-function initialSlots(bits: number): PlanSlot[] {
-  const merged = (bits & 3) === 3;
-  const romTables = !merged && ((bits >> 2) & 15) === 15;
-  const romData = ((bits >> 6) & 7) === 7;
-  const late = ((bits >> 9) & 1) === 1 && (bits & 1) === 1;
-  const slot = (id: number, readOnly = false, npages?: number): PlanSlot => {
-    const [baseGfn, n] = SLOT_RANGE[id]!;
-    return { slot: id, baseGfn, npages: npages ?? n, readOnly };
-  };
-  return [
-    merged ? slot(SLOT.tables, false, 0x200) : slot(SLOT.tables, romTables),
-    ...(merged ? [] : [slot(SLOT.code)]),
-    slot(SLOT.data, romData),
-    slot(SLOT.large),
-    ...(late ? [slot(SLOT.late)] : []),
-    slot(SLOT.giga),
-  ];
-}
-
 /** Builds the initial guest of a genome. */
-export function buildLayout(
-  g: Genome,
-  mode: GuestMode,
-  cpu: FuzzCpu,
-  control: FuzzControl,
-): Layout {
+export function buildLayout(g: Genome, setup: LayoutSetup): Layout {
+  const { mode, cpu, control } = setup;
   const slots = initialSlots(g.slots);
   const shape = shapeOf(mode);
   const rootCount = 1 + (g.roots >= 4 ? 1 : 0) + (g.roots >= 6 ? 1 : 0);

@@ -12,27 +12,33 @@
 import { hex } from "../model/hex.ts";
 import type { FuzzControl, FuzzCpu } from "./fuzz_cpu.ts";
 import type { AccessGene, ControlGene, Genome, HostGene, PteGene } from "./fuzz_genome.ts";
-import type { Layout, PlanSlot, Root } from "./fuzz_layout.ts";
+import type { Layout } from "./fuzz_layout.ts";
+import { pteValue, tableLa } from "./fuzz_pte.ts";
 import {
-  composeLa,
   GFN,
   isPermanentRam,
   levelShift,
+  type PlanSlot,
   REMOVABLE_SLOTS,
-  selfSlot,
   SLOT_RANGE,
 } from "./fuzz_shape.ts";
-import type { PageTables, Table } from "./fuzz_tables.ts";
+import type { PageTables } from "./fuzz_tables.ts";
 
 /** Program disciplines (ARCHITECTURE.md §7). */
 export type Discipline = "strict" | "relaxed";
+
+/** What the program runs on. */
+export interface ProgramSetup {
+  readonly cpu: FuzzCpu;
+  readonly control: FuzzControl;
+  readonly vcpus: number;
+  readonly discipline: Discipline;
+}
 
 type Toggle = "wp" | "smep" | "smap" | "pge" | "pse" | "nxe" | "ac";
 type VcpuState = Record<Toggle, boolean> & { root: number; pending: boolean };
 
 const U64 = (1n << 64n) - 1n;
-/** W, U/S, A, D and G. */
-const RIGHTS_MASK = 0x2n | 0x4n | 0x20n | 0x40n | 0x100n;
 
 /** Resolves op genes into JSON ops. */
 export class ProgramBuilder {
@@ -45,17 +51,18 @@ export class ProgramBuilder {
   readonly #vcpus: VcpuState[];
   readonly #slots = new Map<number, PlanSlot>();
   readonly #logging = new Set<number>();
-  /** Which linear addresses' walks read a word: "gfn:word" -> addresses. */
-  readonly #affects = new Map<string, bigint[]>();
+  /** Which linear addresses' walks read a word: gfn * 512 + word index -> addresses. */
+  readonly #affects = new Map<number, Set<bigint>>();
   /** Addresses whose walk the last page-table store touched. */
   #recent: bigint[] = [];
 
-  constructor(lay: Layout, cpu: FuzzCpu, control: FuzzControl, vcpus: number, d: Discipline) {
+  constructor(lay: Layout, setup: ProgramSetup) {
+    const { cpu, control, vcpus, discipline } = setup;
     this.#lay = lay;
     this.#pt = lay.pt;
     this.#cpu = cpu;
     this.#control = control;
-    this.#strict = d === "strict" && lay.pt !== null;
+    this.#strict = discipline === "strict" && lay.pt !== null;
     this.#vcpus = Array.from({ length: vcpus }, () => ({
       root: 0,
       pending: false,
@@ -73,10 +80,10 @@ export class ProgramBuilder {
     for (const root of lay.roots) {
       for (const la of [...lay.mapped, ...lay.extra]) {
         pt.translate(root.table!, la, (gfn, offset) => {
-          const key = `${gfn}:${offset >> 3}`;
+          const key = gfn * 512 + (offset >> 3);
           const las = this.#affects.get(key);
-          if (!las) this.#affects.set(key, [la]);
-          else if (!las.includes(la)) las.push(la);
+          if (las) las.add(la);
+          else this.#affects.set(key, new Set([la]));
         });
       }
     }
@@ -175,7 +182,9 @@ export class ProgramBuilder {
       this.ops.push({ op: kind, vcpu: v, la: hex(la), cpl });
       return;
     }
-    const value = (0x5a5an << 48n) | (BigInt(i + 1) << 12n) | BigInt(g.word & 0xfff);
+    // P=0: a data value that lands in a page table leaves a not-present entry, never a PAE
+    // PDPTE with reserved bits that would make every later PDPTE load (MOV CR3) #GP.
+    const value = (0x5a5an << 48n) | (BigInt(i + 1) << 12n) | BigInt(g.word & 0xffe);
     this.ops.push({ op: "store", vcpu: v, la: hex(la), cpl, value: hex(value) });
     this.#owe(null);
   }
@@ -195,7 +204,7 @@ export class ProgramBuilder {
     const v = this.#v(g.vcpu);
     const root = this.#lay.roots[this.#vcpus[v]!.root]!;
     const t = pt ? pt.tables[g.table % pt.tables.length] : undefined;
-    const tla = pt && t ? this.#tableLa(t, root, g.via) : null;
+    const tla = pt && t ? tableLa(this.#lay, t, root, g.via) : null;
     if (!pt || !t || tla === null) {
       // No table reachable: a data store instead.
       return this.#access({ ...g, t: "access", kind: 5, target: g.pick, word: 0, twist: 0 }, i);
@@ -205,7 +214,7 @@ export class ProgramBuilder {
     const e = sel < used.length ? used[sel]! : (g.entry * 13 + 1) % pt.size(t);
     const bytes = pt.ctx.shape.entryBytes;
     const offset = t.base + e * bytes;
-    const fresh = this.#entryValue(pt, t, e, g);
+    const fresh = pteValue(pt, t, e, g);
     let value = fresh;
     if (bytes === 4) {
       const first = e & ~1;
@@ -217,69 +226,7 @@ export class ProgramBuilder {
     const la = tla + BigInt(offset & ~7);
     this.ops.push({ op: "store", vcpu: v, la: hex(la), cpl: g.cpl3 ? 3 : 0, value: hex(value) });
     this.#owe(null);
-    this.#recent = this.#affects.get(`${t.gfn}:${offset >> 3}`) ?? [];
-  }
-
-  /** Where table `t` is visible from `root`: the recursive slot or the window. */
-  #tableLa(t: Table, root: Root, via: number): bigint | null {
-    const pt = this.#pt!;
-    const shape = pt.ctx.shape;
-    let recursive: bigint | null = null;
-    const path = root.holder ? pathFrom(pt, root.holder, t) : null;
-    if (root.holder && path) {
-      const repeat = root.holder.level - path.length;
-      const k = selfSlot(shape);
-      recursive = composeLa(shape, [...root.prefix, ...Array<number>(repeat).fill(k), ...path]);
-    }
-    const window = this.#lay.window[t.id] ?? null;
-    return (via & 1) === 1 && recursive !== null ? recursive : window ?? recursive;
-  }
-
-  /** A new entry for index `e` of table `t`: shaped for its level (see the PTE gene). */
-  #entryValue(pt: PageTables, t: Table, e: number, g: PteGene): bigint {
-    const level = t.level;
-    const old = pt.get(t, e);
-    const rights = g.rights & 63;
-    const flags = g.rights >> 6;
-    const tables = pt.tables;
-    const below = tables.filter((x) => x.level === level - 1);
-    const frame = 0x100 + (g.pick % 16) + (g.pick >= 32 ? 0x100 : 0);
-    const normal = (): bigint => {
-      if (level === 1) return pt.leaf(1, frame, rights, flags);
-      const child = below[g.pick % Math.max(1, below.length)];
-      return pt.pointer(level, child ?? frame, rights, flags);
-    };
-    const large = pt.ctx.shape.entryBytes === 4
-      ? level === 2
-      : pt.ctx.shape.largeLevels.includes(level);
-    switch (g.value) {
-      case 3:
-        return level === 1
-          ? pt.leaf(1, tables[g.pick % tables.length]!.gfn, rights, flags)
-          : pt.pointer(level, tables[g.pick % tables.length]!, rights, flags);
-      case 4:
-        return large ? pt.leaf(level, level === 3 ? GFN.giga : GFN.large, rights, flags) : normal();
-      case 5:
-      case 6: {
-        if ((old & 1n) === 0n || pt.isPdpte(level)) return normal();
-        // Same frame, new rights: the classic unsync-then-flush case.
-        const mask = RIGHTS_MASK | (pt.ctx.shape.entryBytes === 8 ? 1n << 63n : 0n);
-        return (old & ~mask) | (pt.leaf(1, 0, rights, flags) & mask);
-      }
-      case 7:
-        return (g.pick & 1) === 0 ? 0n : old & ~1n;
-      case 8: {
-        const gfn = (g.pick & 1) === 0 ? GFN.late + (g.pick % 8) : GFN.mmio + (g.pick % 8);
-        return level === 1 ? pt.leaf(1, gfn, rights, flags) : pt.pointer(level, gfn, rights, flags);
-      }
-      case 9: {
-        const bits = pt.reservedBits(level, false);
-        const v = normal();
-        return bits.length === 0 ? v : v | (1n << BigInt(bits[g.pick % bits.length]!));
-      }
-      default:
-        return normal();
-    }
+    this.#recent = [...(this.#affects.get(t.gfn * 512 + (offset >> 3)) ?? [])];
   }
 
   #movCr3(rootGene: number, noFlushGene: boolean, v: number): void {
@@ -383,14 +330,4 @@ export class ProgramBuilder {
         this.ops.push({ op: "randomZap", pick: g.a * 64 + g.b });
     }
   }
-}
-
-/** The indices from `holder` down to `t` along recorded parent links, or null. */
-function pathFrom(pt: PageTables, holder: Table, t: Table): number[] | null {
-  if (t === holder) return [];
-  for (const p of t.parents) {
-    const up = pathFrom(pt, holder, pt.tables[p.table]!);
-    if (up) return [...up, p.index];
-  }
-  return null;
 }

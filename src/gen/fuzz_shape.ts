@@ -169,3 +169,31 @@ export function isPermanentRam(gfn: number): boolean {
   const slot = planSlotOf(gfn);
   return slot !== null && !REMOVABLE_SLOTS.includes(slot);
 }
+
+/** A memslot of the case, as JSON would give it (gfns as numbers here). */
+export interface PlanSlot {
+  readonly slot: number;
+  readonly baseGfn: number;
+  readonly npages: number;
+  readonly readOnly: boolean;
+}
+
+/** The memslots at the start, from the genome's slot variants. */
+export function initialSlots(bits: number): PlanSlot[] {
+  const merged = (bits & 3) === 3;
+  const romTables = !merged && ((bits >> 2) & 15) === 15;
+  const romData = ((bits >> 6) & 7) === 7;
+  const late = ((bits >> 9) & 1) === 1 && (bits & 1) === 1;
+  const slot = (id: number, readOnly = false, npages?: number): PlanSlot => {
+    const [baseGfn, n] = SLOT_RANGE[id]!;
+    return { slot: id, baseGfn, npages: npages ?? n, readOnly };
+  };
+  return [
+    merged ? slot(SLOT.tables, false, 0x200) : slot(SLOT.tables, romTables),
+    ...(merged ? [] : [slot(SLOT.code)]),
+    slot(SLOT.data, romData),
+    slot(SLOT.large),
+    ...(late ? [slot(SLOT.late)] : []),
+    slot(SLOT.giga),
+  ];
+}

@@ -17,6 +17,8 @@ import { EXPECT_DIVERGENCE } from "../../src/diff/replay.ts";
 import type { Case } from "../../src/model/case.ts";
 import { kvm_mmu_audit } from "../../src/shadow/audit.ts";
 import { INJECTED_BUGS } from "../../src/shadow/bugs.ts";
+import { divergenceSignature } from "../../src/diff/explain.ts";
+import { KNOWN_DIVERGENCES, knownDivergenceOf } from "../../src/diff/known_divergences.ts";
 import { buildCase, LA4, op, tables4 } from "../_helpers/case_builder.ts";
 
 const dir = (d: string) => fileURLToPath(new URL(`../../corpus/${d}/`, import.meta.url));
@@ -197,4 +199,18 @@ Deno.test("contract: the last step compares all of guest memory, so an unrecorde
   });
   ok(r.verdict.status === "divergence", JSON.stringify(r.verdict));
   deepStrictEqual([r.verdict.divergence.step, r.verdict.divergence.kind], [3, "memory"]);
+});
+
+Deno.test("known divergences: each example case diverges with a signature its entry matches", () => {
+  ok(KNOWN_DIVERGENCES.length >= 3);
+  for (const k of KNOWN_DIVERGENCES) {
+    const l = loadCaseFile(fileURLToPath(new URL(`../../${k.example}`, import.meta.url)));
+    ok(l.ok, k.example);
+    ok(l.case.meta.tags.includes(EXPECT_DIVERGENCE), `${k.example} is tagged`);
+    const r = runDifferential(l.case, { audit: kvm_mmu_audit });
+    const sig = divergenceSignature(l.case, r);
+    ok(sig !== null && k.pattern.test(sig), `${k.id}: ${sig}`);
+    equal(knownDivergenceOf(sig!)?.id, k.id);
+  }
+  equal(knownDivergenceOf("observation:ia32e4:load:gpa-stale|mech=invlpg@walk|leaf=unsync"), null);
 });

@@ -14,7 +14,14 @@ import {
   op,
   tables4,
 } from "../_helpers/case_builder.ts";
-import { allowed, PDE_VIA, PTE_VIA, run, selfMappedMachine } from "../_helpers/oracle_machine.ts";
+import {
+  allowed,
+  allowedNext,
+  PDE_VIA,
+  PTE_VIA,
+  run,
+  selfMappedMachine,
+} from "../_helpers/oracle_machine.ts";
 
 Deno.test("TLB model: a PTE frame change without INVLPG allows the old or the new frame, nothing else", () => {
   const m = selfMappedMachine();
@@ -230,4 +237,19 @@ Deno.test("TLB model: EFER.NXE toggled without a flush allows either reading of 
     "#PF ec=0x9 cr2=0x40201008", // fresh walk: bit 63 is reserved now
     "ok gpa=0x5008 value=0x0",
   ]);
+});
+
+Deno.test("TLB fill: a store that rewrites its own PTE leaves the old translation cached", () => {
+  // PT[1] maps LA4 onto the PT page itself, A=D=0. The store through LA4 walks (setting A and
+  // D in PT[1]), is cached, then its data rewrites PT[1] to frame 0x6000 with A=D=0. Memory
+  // never held the A=1 form at a step boundary, yet the processor cached it: until an
+  // invalidation the old translation (no A/D write needed, D was set) may still be used.
+  const m = selfMappedMachine({ memory: [[0x4008n, 0x4007n]] });
+  run(m, op.store(LA4, 0x6007n));
+  deepStrictEqual(allowedNext(m, op.load(LA4)), [
+    "ok gpa=0x4008 value=0x6007",
+    "ok gpa=0x6008 value=0x0",
+  ]);
+  run(m, op.invlpg(LA4));
+  deepStrictEqual(allowedNext(m, op.load(LA4)), ["ok gpa=0x6008 value=0x0"]);
 });

@@ -1,0 +1,59 @@
+/**
+ * Divergences already triaged as true differences between KVM and the architecture: the SUT is
+ * faithful to KVM there, so a fuzz run reports them as "known" (counted, not written as
+ * findings, not failing the run). Each entry names the signatures it covers, why KVM differs,
+ * where that is documented, and a corpus case that shows it (tested to diverge).
+ *
+ * Add an entry only with a case in `corpus/kvm-divergences/` and a reason a KVM developer would
+ * accept; anything else stays a finding.
+ *
+ * @module
+ */
+
+/** One triaged divergence. */
+export interface KnownDivergence {
+  readonly id: string;
+  /** Matches the signatures (`explain.ts`) of this divergence. */
+  readonly pattern: RegExp;
+  readonly explanation: string;
+  readonly reference: string;
+  /** A corpus case that shows it. */
+  readonly example: string;
+}
+
+/** The triaged divergences. */
+export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
+  {
+    id: "kvm-role-lacks-efer-nx-cr4-pse",
+    pattern: /^invariant:[^:]+:[^:]+:I-[89]m(,I-[89]m)?\|/,
+    explanation: "Guest EFER.NX and CR4.PSE are not part of kvm_mmu_page_role, so after the " +
+      "guest changes them KVM reuses shadow pages built under the old meaning of the gptes " +
+      "(XD bits, PS in 32-bit PDEs); the audit flags those SPTEs (I-8m/I-9m) at the control write",
+    reference: "kvm-shadow-mmu.md §4 items 1 and 2",
+    example: "corpus/kvm-divergences/ia32e4-nxe-clear-xd-becomes-reserved.json",
+  },
+  {
+    id: "kvm-legacy32-fetch-fault-sets-id",
+    pattern: /^observation:legacy32(-pse)?:fetch:ec:\+I\|/,
+    explanation: "KVM's walker sets PFERR_FETCH for a fetch fault when EFER.NX or CR4.SMEP is " +
+      "set (walk_addr_generic: is_efer_nx || is_cr4_smep); with 32-bit paging the SDM sets I/D " +
+      "only when CR4.SMEP=1 (NX needs PAE paging), so a 32-bit guest with EFER.NXE=1 sees I/D=1",
+    reference: "SDM Vol. 3A §4.7 (I/D flag); x86-paging-spec.md §7 row 33; paging_tmpl.h",
+    example: "corpus/kvm-divergences/legacy32-nxe-fetch-fault-id-bit.json",
+  },
+  {
+    id: "kvm-mmio-cache-skips-dirty-with-wp0",
+    pattern: /^memory:[^:]+:store:-D@(PT|PD|PDPT|PML4|PML5)\|.*@emulate\|leaf=mmio$/,
+    explanation: "A store to MMIO through a cached MMIO SPTE is emulated with the MMIO cache " +
+      "(vcpu_mmio_gva_to_gpa): when its permission check passes, no guest walk runs, so the " +
+      "leaf gpte's D bit is never set. KVM relies on the cached access lacking W for a clean " +
+      "gpte, but with CR0.WP=0 a supervisor write passes that check",
+    reference: "x86.c vcpu_mmio_gva_to_gpa; mmu.c kvm_handle_noslot_fault",
+    example: "corpus/kvm-divergences/ia32e4-mmio-store-wp0-no-dirty.json",
+  },
+];
+
+/** The known divergence a signature belongs to, if any. */
+export function knownDivergenceOf(signature: string): KnownDivergence | null {
+  return KNOWN_DIVERGENCES.find((k) => k.pattern.test(signature)) ?? null;
+}
