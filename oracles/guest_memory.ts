@@ -27,6 +27,11 @@ export class GuestMemory {
   #pages = new Map<bigint, BigUint64Array>();
   /** Per 8-byte word address: change times (ascending) and the values from then on. */
   #history = new Map<bigint, { times: number[]; values: bigint[] }>();
+  /**
+   * Values a word held only inside a step: overwritten later in the same step (an access's A/D
+   * update, then its own store). Another processor, or this one, may have cached them.
+   */
+  #transients = new Map<bigint, { t: number; value: bigint }[]>();
   /** Memslot layouts over time: `[time, slots]`, ascending. */
   #slotHistory: [number, readonly Memslot[]][] = [];
   #now = 0;
@@ -107,10 +112,28 @@ export class GuestMemory {
   }
 
   /**
-   * The distinct values the entry at `addr` held during `[from, to]`, as maximal segments. Slot
+   * The distinct values the entry at `addr` held during `[from, to]`, as maximal segments, plus
+   * one-step pieces for values held only inside a step (overwritten later in that step). Slot
    * changes count as changes (a gfn may turn into MMIO and back).
    */
   segments(addr: bigint, bytes: 4 | 8, from: number, to: number): Segment[] {
+    const out = this.#stepSegments(addr, bytes, from, to);
+    // Values held only inside a step (see #transients), as one-step pieces of their own.
+    for (const tr of this.#transients.get(addr & ~7n) ?? []) {
+      if (tr.t < from || tr.t > to) continue;
+      const value = bytes === 8
+        ? tr.value
+        : (addr & 4n) === 0n
+        ? tr.value & 0xffff_ffffn
+        : tr.value >> 32n;
+      if (!out.some((p) => p.value === value && p.from <= tr.t && tr.t <= p.to)) {
+        out.push({ value, from: tr.t, to: tr.t });
+      }
+    }
+    return out;
+  }
+
+  #stepSegments(addr: bigint, bytes: 4 | 8, from: number, to: number): Segment[] {
     const word = addr & ~7n;
     const changes = new Set<number>([from]);
     for (const t of this.#history.get(word)?.times ?? []) if (t > from && t <= to) changes.add(t);
@@ -153,8 +176,15 @@ export class GuestMemory {
       h = { times: [0], values: [old] };
       this.#history.set(word, h);
     }
-    if (h.times[h.times.length - 1] === this.#now) h.values[h.values.length - 1] = next;
-    else {
+    if (h.times[h.times.length - 1] === this.#now) {
+      const before = h.values[h.values.length - 1]!;
+      if (before !== next) {
+        const list = this.#transients.get(word) ?? [];
+        list.push({ t: this.#now, value: before });
+        this.#transients.set(word, list);
+      }
+      h.values[h.values.length - 1] = next;
+    } else {
       h.times.push(this.#now);
       h.values.push(next);
     }

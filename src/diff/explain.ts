@@ -25,7 +25,9 @@
  *     (same address, other data), `ec:+X-Y` (error-code bits the SUT has in excess / lacks
  *     against the nearest allowed #PF, bits `P W U RSVD I PK`), `cr2`; across kinds
  *     `ok-vs-pf:<reason>@<level>` (the SUT completed an access the fresh walk faults on, with
- *     the walk's fault reason `not-present`/`reserved`/`rights` and level), `pf-vs-ok:<reason>`
+ *     the walk's fault reason `not-present`/`reserved`/`rights-<rule>` and level, the rule one
+ *     of `us`, `w`, `xd`, `smep`, `smap`; `reserved-xd` when the reserved bit is XD with
+ *     EFER.NXE=0), `pf-vs-ok:<reason>`
  *     (the SUT faulted, reason read from its error code), otherwise `<sut>-vs-<allowed kinds>`
  *     (e.g. `gp-vs-ok`); dirty logs: `dirtylog-missing` or `dirtylog-slot`.
  *   - memory: per differing (4- or 8-byte) entry, the bits, `+` set only by the SUT and `-` set
@@ -261,6 +263,21 @@ function modeControls(s: ModeBits): ModeControls {
  * The guest paging mode of `vcpu` when step `index` (0-based) ran: the case's initial control
  * state, then every committed control write of that vCPU before the step.
  */
+/** CR0.WP and EFER.NXE of vCPU `vcpu` when step `index` ran. */
+function bitsAt(
+  c: Case,
+  steps: readonly DiffStep[],
+  index: number,
+  vcpu: number,
+): { wp: boolean; nxe: boolean } {
+  let bits = { wp: c.control.cr0.wp, nxe: c.control.efer.nxe };
+  for (const s of steps.slice(0, index)) {
+    const next = s.committed?.outcome.control;
+    if (next && s.choices.vcpu === vcpu) bits = { wp: next.cr0.wp, nxe: next.efer.nxe };
+  }
+  return bits;
+}
+
 function modeAt(c: Case, steps: readonly DiffStep[], index: number, vcpu: number): string {
   let ctl: ModeBits = c.control;
   for (const s of steps.slice(0, index)) {
@@ -374,7 +391,7 @@ function earlierGpas(steps: readonly DiffStep[], d: number, la: bigint, vcpu: nu
   return out;
 }
 
-function observationDiff(steps: readonly DiffStep[], d: number): string {
+function observationDiff(c: Case, steps: readonly DiffStep[], d: number): string {
   const s = steps[d]!;
   if (s.sut.kind !== "observation") return "failure";
   const got: Observation = s.sut.observation;
@@ -393,7 +410,16 @@ function observationDiff(steps: readonly DiffStep[], d: number): string {
       const pf = outcomes.find((o) => o.observation.kind === "pf");
       if (pf) {
         const w = pf.walk;
-        return w?.kind === "pf" ? `ok-vs-pf:${w.reason}@${w.level ?? "-"}` : "ok-vs-pf";
+        if (w?.kind !== "pf") return "ok-vs-pf";
+        const { wp, nxe } = bitsAt(c, steps, d, vcpuOf(s.choices.op));
+        const failing = w.path[w.path.length - 1];
+        const xd = !nxe && failing !== undefined && (failing.value >> 63n) === 1n;
+        const why = w.reason === "rights"
+          ? `rights-${rightsRule(s.choices.op, w.path, wp)}`
+          : w.reason === "reserved" && xd
+          ? "reserved-xd"
+          : w.reason;
+        return `ok-vs-pf:${why}@${w.level ?? "-"}`;
       }
       break;
     }
@@ -538,7 +564,7 @@ export function divergenceSignature(c: Case, r: DiffResult): string | null {
   let differs: string;
   switch (dv.kind) {
     case "observation":
-      differs = observationDiff(r.steps, d);
+      differs = observationDiff(c, r.steps, d);
       break;
     case "memory":
       differs = memoryDiff(r.steps, d, dv.detail, dv.expected[0] ?? "0x0", dv.got, mode);
@@ -565,6 +591,26 @@ export function divergenceSignature(c: Case, r: DiffResult): string | null {
   return `${dv.kind}:${mode}:${s.choices.op.op}:${differs}|${
     mechanismPart(r.steps, d, dv.kind)
   }${leaf}`;
+}
+
+/**
+ * Which rights rule a fresh walk's rights fault broke, from the access and the entries' U/S,
+ * R/W and XD bits: `us` (a user access to a supervisor page), `xd` (a fetch from an XD page),
+ * `w` (a write to a read-only page: CPL3, or CR0.WP=1), `smep` (a supervisor fetch from a user
+ * page) or `smap` (a supervisor data access to a user page). A supervisor write to a user,
+ * read-only page is `w` with CR0.WP=1 and `smap` with CR0.WP=0 (then only SMAP can forbid it).
+ */
+function rightsRule(op: Op, path: readonly TraceEntry[], wp: boolean): string {
+  if (!("cpl" in op)) return "other";
+  const entries = path.filter((e) => e.source !== "register");
+  const user = entries.every((e) => (e.value & 4n) !== 0n);
+  const writable = entries.every((e) => (e.value & 2n) !== 0n);
+  if (op.cpl === 3 && !user) return "us";
+  if (op.op === "fetch") {
+    return path.some((e) => e.xd) ? "xd" : user && op.cpl === 0 ? "smep" : "other";
+  }
+  if (op.op === "store" && !writable && (op.cpl === 3 || wp)) return "w";
+  return user && op.cpl === 0 ? "smap" : "other";
 }
 
 /**

@@ -25,10 +25,13 @@ export interface KnownDivergence {
 export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
   {
     id: "kvm-role-lacks-efer-nx-cr4-pse",
-    pattern: /^invariant:[^:]+:[^:]+:I-[89]m(,I-[89]m)?\|/,
+    pattern:
+      /^invariant:[^:]+:[^:]+:I-[89]m(,I-[89]m)?\||^observation:[^:]+:[^:]+:ok-vs-pf:reserved-xd@/,
     explanation: "Guest EFER.NX and CR4.PSE are not part of kvm_mmu_page_role, so after the " +
       "guest changes them KVM reuses shadow pages built under the old meaning of the gptes " +
-      "(XD bits, PS in 32-bit PDEs); the audit flags those SPTEs (I-8m/I-9m) at the control write",
+      "(XD bits, PS in 32-bit PDEs); the audit flags those SPTEs (I-8m/I-9m) at the control write, " +
+      "and a vCPU with EFER.NXE=0 uses SPTEs another vCPU built with NXE=1 (no reserved-bit #PF " +
+      "for XD)",
     reference: "kvm-shadow-mmu.md §4 items 1 and 2",
     example: "corpus/kvm-divergences/ia32e4-nxe-clear-xd-becomes-reserved.json",
   },
@@ -50,6 +53,16 @@ export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
       "gpte, but with CR0.WP=0 a supervisor write passes that check",
     reference: "x86.c vcpu_mmio_gva_to_gpa; mmu.c kvm_handle_noslot_fault",
     example: "corpus/kvm-divergences/ia32e4-mmio-store-wp0-no-dirty.json",
+  },
+  {
+    id: "kvm-smap-lost-by-cr0-wp0-kernel-spte",
+    pattern: /^observation:[^:]+:(load|store):ok-vs-pf:rights-smap@/,
+    explanation: "With CR0.WP=0, FNAME(page_fault) turns a supervisor write to a read-only user " +
+      "page into a kernel SPTE (U=0, W=1). With SMAP and RFLAGS.AC=1 that write is allowed, so " +
+      "the SPTE is made; a later supervisor data access with AC=0 is not stopped by hardware SMAP " +
+      "(the SPTE says kernel page), where the architecture requires a SMAP #PF",
+    reference: "kvm-shadow-mmu.md §4 item 3",
+    example: "corpus/kvm-divergences/ia32e4-smap-wp0-ac-write-then-read.json",
   },
 ];
 

@@ -394,11 +394,15 @@ function pae_root_sp(kvm: Kvm, entry: bigint): KvmMmuPage | undefined {
   return root_to_sp(kvm, Number(entry & SPTE_BASE_ADDR_MASK));
 }
 
-/** `kvm_mmu_sync_roots`: syncs the unsync pages reachable from the current root. */
+/**
+ * `kvm_mmu_sync_roots`: forgets the cached MMIO gva (the guest's mappings may have changed),
+ * then syncs the unsync pages reachable from the current root.
+ */
 export function kvm_mmu_sync_roots(vcpu: KvmVcpu): void {
   const kvm = vcpu.kvm;
   const mmu = vcpu.mmu;
   if (mmu.root_role.direct || mmu.root.hpa === INVALID_PAGE) return;
+  vcpu_clear_mmio_info(vcpu, null);
   if (is_dummy_root(kvm, mmu.root.hpa)) return;
   if (mmu.cpu_role.base.level >= PT64_ROOT_4LEVEL) {
     if (!is_unsync_root(kvm, mmu.root.hpa)) return;

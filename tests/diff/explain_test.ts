@@ -63,15 +63,15 @@ const EXPECTED_BUG_SIGNATURES: Record<string, string> = {
   invlpg_no_sync: "observation:ia32e4:load:gpa-stale|mech=invlpg@walk|leaf=unsync",
   cr3_flush_skips_sync: "observation:ia32e4:load:gpa-stale|mech=sp_unsync@walk|leaf=unsync",
   wp0_spte_keeps_exec_under_smep:
-    "observation:ia32e4:fetch:ok-vs-pf:rights@PT|mech=none@tlb|leaf=synced",
+    "observation:ia32e4:fetch:ok-vs-pf:rights-smep@PT|mech=none@tlb|leaf=synced",
   unsync_no_write_protect_on_sync: "observation:ia32e4:load:gpa-stale|mech=invlpg@walk|leaf=synced",
 };
 
 const EXPECTED_KVM_SIGNATURES: Record<string, string> = {
   "ia32e4-nxe-clear-xd-becomes-reserved.json":
-    "observation:ia32e4:load:ok-vs-pf:reserved@PT|mech=sp_reused@walk|leaf=synced",
+    "observation:ia32e4:load:ok-vs-pf:reserved-xd@PT|mech=sp_reused@walk|leaf=synced",
   "ia32e4-smap-wp0-ac-write-then-read.json":
-    "observation:ia32e4:load:ok-vs-pf:rights@PT|mech=none@tlb|leaf=synced",
+    "observation:ia32e4:load:ok-vs-pf:rights-smap@PT|mech=none@tlb|leaf=synced",
   "legacy32-pse36-4mib-page.json":
     "observation:legacy32:load:gpa-stale|mech=sp_reused@walk|leaf=synced",
   "legacy32-nxe-fetch-fault-id-bit.json":

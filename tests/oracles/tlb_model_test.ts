@@ -253,3 +253,14 @@ Deno.test("TLB fill: a store that rewrites its own PTE leaves the old translatio
   run(m, op.invlpg(LA4));
   deepStrictEqual(allowedNext(m, op.load(LA4)), ["ok gpa=0x6008 value=0x0"]);
 });
+
+Deno.test("transient values: another vCPU may cache a PTE state that lasted only inside a step", () => {
+  // vCPU 1's store through LA4 sets A and D in PT[1] (A=0 before), then rewrites PT[1]. The
+  // A=1 form existed only inside that step, but vCPU 0 could have walked and cached it then.
+  const m = selfMappedMachine({ vcpus: 2, memory: [[0x4008n, 0x4007n]] });
+  run(m, op.store(LA4, 0x6007n, 0, 1));
+  deepStrictEqual(allowedNext(m, op.load(LA4, 0, 0)), [
+    "ok gpa=0x4008 value=0x6007",
+    "ok gpa=0x6008 value=0x0",
+  ]);
+});
