@@ -43,7 +43,7 @@ export function runPool(o: PoolOptions): Promise<{ interrupted: boolean }> {
   const line = () => {
     const s = (performance.now() - started) / 1000;
     return `${s.toFixed(0)} s: ${cases} cases (${(cases / Math.max(s, 1e-3)).toFixed(0)}/s), ` +
-      `${steps} steps (${(steps / Math.max(s, 1e-3)).toFixed(0)}/s), ${findings} findings`;
+      `${steps} steps (${(steps / Math.max(s, 1e-3)).toFixed(0)}/s), ${findings} divergences`;
   };
   const ticker = o.status === null ? null : setInterval(() => {
     if (o.status === "tty") {

@@ -60,6 +60,8 @@
  * - `path`: how the SUT produced its result in the diverging step: `emulate` (the emulator ran),
  *   `exit` (a VM exit into the page-fault handler), `walk` (a hardware walk of the shadow tables,
  *   no exit), `tlb` (a hardware TLB hit), `none` (no guest access).
+ * - `after=pf-not-present` (an `ok-vs-pf` observation): the last invalidation of the page on that
+ *   vCPU was a #PF with P=0, which KVM does not turn into an invalidation of its shadow entries.
  * - `leaf` (observation and memory divergences of an op with a linear address): the shadow page
  *   holding the SUT's leaf SPTE for that address after the step: `unsync`, `synced` (indirect,
  *   write-protected), `direct`, or `mmio`, `none` (not present), `noroot`. A stale
@@ -379,6 +381,27 @@ function faultReasonOfEc(ec: number): string {
 }
 
 /** The gpas earlier steps committed for `vcpu`'s accesses to the linear page of `la`. */
+/**
+ * True when the latest earlier step that invalidated the diverging op's linear page on its
+ * vCPU (INVLPG, a flushing control write, or a #PF) was a #PF the SUT delivered with P=0:
+ * KVM's `kvm_inject_emulated_page_fault` invalidates only for P=1 faults.
+ */
+function lastInvalidationWasNotPresentPf(steps: readonly DiffStep[], d: number, la: bigint) {
+  const vcpu = vcpuOf(steps[d]!.choices.op);
+  for (let i = d - 1; i >= 0; i--) {
+    const s = steps[i]!;
+    if (s.choices.vcpu !== vcpu) continue;
+    const invs = s.committed?.outcome.invalidations ?? [];
+    const hits = invs.filter((e) =>
+      e.kind !== "invlpg" && e.kind !== "pf" || e.la >> 12n === la >> 12n
+    );
+    if (hits.length === 0) continue;
+    const o = s.sut.kind === "observation" ? s.sut.observation : null;
+    return hits.every((e) => e.kind === "pf") && o?.kind === "pf" && (o.errorCode & 1) === 0;
+  }
+  return false;
+}
+
 function earlierGpas(steps: readonly DiffStep[], d: number, la: bigint, vcpu: number) {
   const out = new Set<bigint>();
   for (const s of steps.slice(0, d)) {
@@ -585,12 +608,16 @@ export function divergenceSignature(c: Case, r: DiffResult): string | null {
     return `${dv.kind}:${mode}:${s.choices.op.op}:${differs}|mech=walk_addr_generic@exit`;
   }
   const la = laOf(s.choices.op);
+  const after = dv.kind === "observation" && differs.startsWith("ok-vs-pf") && la !== null &&
+      lastInvalidationWasNotPresentPf(r.steps, d, la)
+    ? "|after=pf-not-present"
+    : "";
   const leaf = (dv.kind === "observation" || dv.kind === "memory") && la !== null && r.sut
     ? `|leaf=${leafState(r.sut.kvm, vcpuOf(s.choices.op), la)}`
     : "";
   return `${dv.kind}:${mode}:${s.choices.op.op}:${differs}|${
     mechanismPart(r.steps, d, dv.kind)
-  }${leaf}`;
+  }${leaf}${after}`;
 }
 
 /**

@@ -64,6 +64,18 @@ export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
     reference: "kvm-shadow-mmu.md §4 item 3",
     example: "corpus/kvm-divergences/ia32e4-smap-wp0-ac-write-then-read.json",
   },
+  {
+    id: "kvm-not-present-pf-keeps-unsync-spte",
+    pattern:
+      /^observation:[^|]*:ok-vs-pf:not-present@[^|]*\|.*\|leaf=unsync\|after=pf-not-present$/,
+    explanation: "kvm_inject_emulated_page_fault invalidates the faulting address only for a " +
+      "P=1 fault. When the guest made a PTE not-present without INVLPG and an access then " +
+      "faulted on the stale SPTE of the unsync page (e.g. a write through a read-only one), the " +
+      "#PF injected with P=0 leaves that SPTE, so a later access uses the old translation where " +
+      "the architecture's #PF invalidated it",
+    reference: "x86.c kvm_inject_emulated_page_fault; SDM Vol. 3A §4.10.4.1 (#PF invalidates)",
+    example: "corpus/kvm-divergences/pae-not-present-pf-keeps-unsync-spte.json",
+  },
 ];
 
 /** The known divergence a signature belongs to, if any. */
