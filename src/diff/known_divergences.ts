@@ -76,6 +76,17 @@ export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
     reference: "x86.c kvm_inject_emulated_page_fault; SDM Vol. 3A §4.10.4.1 (#PF invalidates)",
     example: "corpus/kvm-divergences/pae-not-present-pf-keeps-unsync-spte.json",
   },
+  {
+    id: "kvm-sync-refreshes-stale-mmio-spte",
+    pattern:
+      /^observation:[^:]+:(load|fetch):value\|mech=pf_mmio_spte_created[^|]*@emulate\|leaf=mmio$/,
+    explanation: "FNAME(sync_spte) -> sync_mmio_spte re-marks an MMIO SPTE whose gfn is " +
+      "unchanged with the current memslot generation, without checking that the gfn still has " +
+      "no memslot. If a memslot was created at that gfn since, the stale MMIO SPTE becomes " +
+      "current again and the RAM keeps being emulated as MMIO (a candidate KVM bug)",
+    reference: "mmu.c sync_mmio_spte, mark_mmio_spte; found by this harness",
+    example: "corpus/kvm-divergences/legacy32-sync-refreshes-stale-mmio-spte.json",
+  },
 ];
 
 /** The known divergence a signature belongs to, if any. */

@@ -78,6 +78,8 @@ const EXPECTED_KVM_SIGNATURES: Record<string, string> = {
     "observation:legacy32:fetch:ec:+I|mech=walk_addr_generic@exit",
   "ia32e4-mmio-store-wp0-no-dirty.json":
     "memory:ia32e4:store:-D@PT|mech=mmio_cache_hits@emulate|leaf=mmio",
+  "legacy32-sync-refreshes-stale-mmio-spte.json":
+    "observation:legacy32:load:value|mech=pf_mmio_spte_created@emulate|leaf=mmio",
   "pae-not-present-pf-keeps-unsync-spte.json":
     "observation:pae:load:ok-vs-pf:not-present@PT|mech=none@walk|leaf=unsync|after=pf-not-present",
 };
