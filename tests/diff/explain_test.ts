@@ -78,6 +78,8 @@ const EXPECTED_KVM_SIGNATURES: Record<string, string> = {
     "observation:legacy32:fetch:ec:+I|mech=walk_addr_generic@exit",
   "ia32e4-mmio-store-wp0-no-dirty.json":
     "memory:ia32e4:store:-D@PT|mech=mmio_cache_hits@emulate|leaf=mmio",
+  "legacy32-mmio-spte-overwrite-skips-write-protect.json":
+    "invariant:legacy32:store:I-6a|mech=none@exit",
   "legacy32-sync-refreshes-stale-mmio-spte.json":
     "observation:legacy32:load:value|mech=pf_mmio_spte_created@emulate|leaf=mmio",
   "pae-not-present-pf-keeps-unsync-spte.json":
@@ -112,11 +114,14 @@ Deno.test("explain: signatures have no numbers, are stable across runs, and tell
     equal(new Set(sigs.values()).size, BUGS.length, [...sigs.values()].join("\n"));
   }
   for (const { name, c } of KVM) {
+    // Some documented divergences are caught by the audit before the guest can see them.
+    const visible = runDifferential(c).verdict.status === "divergence";
     for (const audit of [false, true]) {
+      if (!audit && !visible) continue;
       const s = explain(c, audit).signature;
       assertNoNumbers(s);
       equal(s, explain(c, audit).signature);
-      if (!audit) equal(s, EXPECTED_KVM_SIGNATURES[name], name);
+      if (audit === !visible) equal(s, EXPECTED_KVM_SIGNATURES[name], name);
     }
   }
 });
