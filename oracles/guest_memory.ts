@@ -191,6 +191,11 @@ export class GuestMemory {
     return "written";
   }
 
+  /** The backing store's page `gfn`, if it has one, without copying (do not modify). */
+  page(gfn: bigint): Readonly<BigUint64Array> | undefined {
+    return this.#pages.get(gfn);
+  }
+
   /** The backing store's pages, in no particular order, without copying (do not modify). */
   pages(): IterableIterator<[bigint, Readonly<BigUint64Array>]> {
     return this.#pages.entries();

@@ -142,14 +142,14 @@ function compareMemory(
     for (const w of committed.outcome.writes) gfns.add(w.addr >> 12n);
   }
   for (const gfn of sut.kvm.ram.takeWritten()) gfns.add(BigInt(gfn));
-  const oraclePages = new Map(m.memory.pages());
   for (const gfn of [...gfns].sort((a, b) => (a < b ? -1 : 1))) {
-    const page = oraclePages.get(gfn);
+    const page = m.memory.page(gfn);
+    const sutPage = sut.guestPage(Number(gfn));
     for (let i = 0; i < 512; i++) {
-      const gpa = gfn * 4096n + BigInt(i * 8);
       const o = page?.[i] ?? 0n;
-      const s = sut.readGuestWord(gpa);
+      const s = sutPage?.[i] ?? 0n;
       if (o === s) continue;
+      const gpa = gfn * 4096n + BigInt(i * 8);
       const added = s & ~o;
       const mayA = added === (s ^ o) && (added & ~(A_LOW | A_HIGH)) === 0n &&
         [A_LOW, A_HIGH].every((bit) => {

@@ -241,6 +241,12 @@ export class ShadowMachine {
     }
   }
 
+  /** The guest page `gfn` through the VMM's RAM backing, or null when it has none yet. */
+  guestPage(gfn: number): Readonly<BigUint64Array> | null {
+    if (!this.kvm.ram.isBacked(gfn)) return null;
+    return this.kvm.host.page(this.kvm.ram.pfnOf(gfn));
+  }
+
   /**
    * The guest's view of the 8 bytes at `gpa` (through the VMM's RAM backing, whatever the
    * memslots say), for comparing guest memory with the oracle's.
