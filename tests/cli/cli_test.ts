@@ -5,21 +5,7 @@
 import { deepStrictEqual, equal, match, ok } from "node:assert/strict";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { main as replay } from "../../src/cli/replay.ts";
-
-/** Runs a command's main with console output captured. */
-function capture(run: () => number): { status: number; out: string; err: string } {
-  const out: string[] = [];
-  const err: string[] = [];
-  const { log, error } = console;
-  console.log = (...a: unknown[]) => void out.push(a.join(" "));
-  console.error = (...a: unknown[]) => void err.push(a.join(" "));
-  try {
-    return { status: run(), out: out.join("\n"), err: err.join("\n") };
-  } finally {
-    console.log = log;
-    console.error = error;
-  }
-}
+import { capture } from "../_helpers/capture.ts";
 
 const SCRATCH = ".tmp/cli_test";
 

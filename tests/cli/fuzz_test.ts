@@ -8,6 +8,7 @@
 import { deepStrictEqual, equal, match, ok } from "node:assert/strict";
 import { readdirSync, readFileSync, rmSync } from "node:fs";
 import { main as fuzz } from "../../src/cli/fuzz.ts";
+import { captureAsync, type Captured } from "../_helpers/capture.ts";
 import { loadCaseFile } from "../../src/corpus/load_case.ts";
 import { runDifferential } from "../../src/diff/differential.ts";
 import { kvm_mmu_audit } from "../../src/shadow/audit.ts";
@@ -15,22 +16,8 @@ import { kvm_mmu_audit } from "../../src/shadow/audit.ts";
 const SCRATCH = ".tmp/fuzz_test";
 
 /** Runs the fuzz main with console output captured. */
-async function capture(
-  args: string[],
-  abort?: AbortSignal,
-): Promise<{ status: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const { log, error } = console;
-  console.log = (...a: unknown[]) => void out.push(a.join(" "));
-  console.error = (...a: unknown[]) => void err.push(a.join(" "));
-  try {
-    const status = await fuzz(args, abort ? { abort } : {});
-    return { status, out: out.join("\n"), err: err.join("\n") };
-  } finally {
-    console.log = log;
-    console.error = error;
-  }
+function capture(args: string[], abort?: AbortSignal): Promise<Captured> {
+  return captureAsync(() => fuzz(args, abort ? { abort } : {}));
 }
 
 function reportWithoutTiming(path: string): unknown {

@@ -27,6 +27,7 @@ import { EXPECT_DIVERGENCE, replayCase } from "../../src/diff/replay.ts";
 import type { Case } from "../../src/model/case.ts";
 import type { SutStep } from "../../src/shadow/machine.ts";
 import { kvm_mmu_audit } from "../../src/shadow/audit.ts";
+import { capture } from "../_helpers/capture.ts";
 
 const dir = (d: string) => fileURLToPath(new URL(`../../corpus/${d}/`, import.meta.url));
 
@@ -327,21 +328,6 @@ Deno.test("explain: replayCase adds the explanation to a diverging case's JSON r
   deepStrictEqual(JSON.parse(JSON.stringify(rep.divergence)), rep.divergence);
   equal(replayCase(load("smoke")[0]!.c).divergence, undefined);
 });
-
-/** Runs a command's main with console output captured. */
-function capture(run: () => number): { status: number; out: string; err: string } {
-  const out: string[] = [];
-  const err: string[] = [];
-  const { log, error } = console;
-  console.log = (...a: unknown[]) => void out.push(a.join(" "));
-  console.error = (...a: unknown[]) => void err.push(a.join(" "));
-  try {
-    return { status: run(), out: out.join("\n"), err: err.join("\n") };
-  } finally {
-    console.log = log;
-    console.error = error;
-  }
-}
 
 Deno.test("replay: an injected-bug case shows the side-by-side block after the verdict", () => {
   const scratch = ".tmp/explain_test";
