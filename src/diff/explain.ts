@@ -386,7 +386,14 @@ function faultReasonOfEc(ec: number): string {
  * vCPU (INVLPG, a flushing control write, or a #PF) was a #PF the SUT delivered with P=0:
  * KVM's `kvm_inject_emulated_page_fault` invalidates only for P=1 faults.
  */
-function lastInvalidationWasNotPresentPf(steps: readonly DiffStep[], d: number, la: bigint) {
+function lastInvalidationWasNotPresentPf(
+  steps: readonly DiffStep[],
+  d: number,
+  opLa: bigint,
+  mode: string,
+) {
+  // Outside IA-32e mode the invalidations carry the 32-bit effective address.
+  const la = mode.startsWith("ia32e") ? opLa : opLa & 0xffff_ffffn;
   const vcpu = vcpuOf(steps[d]!.choices.op);
   for (let i = d - 1; i >= 0; i--) {
     const s = steps[i]!;
@@ -609,7 +616,7 @@ export function divergenceSignature(c: Case, r: DiffResult): string | null {
   }
   const la = laOf(s.choices.op);
   const after = dv.kind === "observation" && differs.startsWith("ok-vs-pf") && la !== null &&
-      lastInvalidationWasNotPresentPf(r.steps, d, la)
+      lastInvalidationWasNotPresentPf(r.steps, d, la, mode)
     ? "|after=pf-not-present"
     : "";
   const leaf = (dv.kind === "observation" || dv.kind === "memory") && la !== null && r.sut
