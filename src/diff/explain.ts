@@ -27,7 +27,8 @@
  *     `ok-vs-pf:<reason>@<level>` (the SUT completed an access the fresh walk faults on, with
  *     the walk's fault reason `not-present`/`reserved`/`rights-<rule>` and level, the rule one
  *     of `us`, `w`, `xd`, `smep`, `smap`; `reserved-xd` when the reserved bit is XD with
- *     EFER.NXE=0), `pf-vs-ok:<reason>`
+ *     EFER.NXE=0; a `-ps-ignored` suffix when a 32-bit walk with CR4.PSE=0 went through a PDE
+ *     with PS set), `pf-vs-ok:<reason>`
  *     (the SUT faulted, reason read from its error code), otherwise `<sut>-vs-<allowed kinds>`
  *     (e.g. `gp-vs-ok`); dirty logs: `dirtylog-missing` or `dirtylog-slot`.
  *   - memory: per differing (4- or 8-byte) entry, the bits, `+` set only by the SUT and `-` set
@@ -271,11 +272,13 @@ function bitsAt(
   steps: readonly DiffStep[],
   index: number,
   vcpu: number,
-): { wp: boolean; nxe: boolean } {
-  let bits = { wp: c.control.cr0.wp, nxe: c.control.efer.nxe };
+): { wp: boolean; nxe: boolean; pse: boolean } {
+  let bits = { wp: c.control.cr0.wp, nxe: c.control.efer.nxe, pse: c.control.cr4.pse };
   for (const s of steps.slice(0, index)) {
     const next = s.committed?.outcome.control;
-    if (next && s.choices.vcpu === vcpu) bits = { wp: next.cr0.wp, nxe: next.efer.nxe };
+    if (next && s.choices.vcpu === vcpu) {
+      bits = { wp: next.cr0.wp, nxe: next.efer.nxe, pse: next.cr4.pse };
+    }
   }
   return bits;
 }
@@ -441,14 +444,18 @@ function observationDiff(c: Case, steps: readonly DiffStep[], d: number): string
       if (pf) {
         const w = pf.walk;
         if (w?.kind !== "pf") return "ok-vs-pf";
-        const { wp, nxe } = bitsAt(c, steps, d, vcpuOf(s.choices.op));
+        const { wp, nxe, pse } = bitsAt(c, steps, d, vcpuOf(s.choices.op));
         const failing = w.path[w.path.length - 1];
         const xd = !nxe && failing !== undefined && (failing.value >> 63n) === 1n;
+        // 32-bit paging with CR4.PSE=0 walked through a PDE whose PS bit it had to ignore.
+        const psIgnored = w.path.length === 2 && !pse && w.path[0]!.level === "PD" &&
+          (w.path[0]!.value & 0x80n) !== 0n;
         const why = w.reason === "rights"
           ? `rights-${rightsRule(s.choices.op, w.path, wp)}`
           : w.reason === "reserved" && xd
           ? "reserved-xd"
           : w.reason;
+        if (psIgnored) return `ok-vs-pf:${why}-ps-ignored@${w.level ?? "-"}`;
         return `ok-vs-pf:${why}@${w.level ?? "-"}`;
       }
       break;

@@ -26,12 +26,12 @@ export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
   {
     id: "kvm-role-lacks-efer-nx-cr4-pse",
     pattern:
-      /^invariant:[^:]+:[^:]+:I-[89]m(,I-[89]m)?\||^observation:[^:]+:[^:]+:ok-vs-pf:reserved-xd@/,
+      /^invariant:[^:]+:[^:]+:I-[89]m(,I-[89]m)?\||^observation:[^:]+:[^:]+:ok-vs-pf:(reserved-xd|[a-z-]+-ps-ignored)@/,
     explanation: "Guest EFER.NX and CR4.PSE are not part of kvm_mmu_page_role, so after the " +
       "guest changes them KVM reuses shadow pages built under the old meaning of the gptes " +
       "(XD bits, PS in 32-bit PDEs); the audit flags those SPTEs (I-8m/I-9m) at the control write, " +
-      "and a vCPU with EFER.NXE=0 uses SPTEs another vCPU built with NXE=1 (no reserved-bit #PF " +
-      "for XD)",
+      "and a vCPU with EFER.NXE=0 (CR4.PSE=0) uses SPTEs another vCPU built with NXE=1 (PSE=1): " +
+      "no reserved-bit #PF for XD, a 4 MiB mapping for a PDE that points at a page table",
     reference: "kvm-shadow-mmu.md §4 items 1 and 2",
     example: "corpus/kvm-divergences/ia32e4-nxe-clear-xd-becomes-reserved.json",
   },
@@ -66,8 +66,7 @@ export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
   },
   {
     id: "kvm-not-present-pf-keeps-unsync-spte",
-    pattern:
-      /^observation:[^|]*:ok-vs-pf:not-present@[^|]*\|.*\|leaf=unsync\|after=pf-not-present$/,
+    pattern: /^observation:[^|]*:ok-vs-pf:[^|]*\|.*\|leaf=unsync\|after=pf-not-present$/,
     explanation: "kvm_inject_emulated_page_fault invalidates the faulting address only for a " +
       "P=1 fault. When the guest made a PTE not-present without INVLPG and an access then " +
       "faulted on the stale SPTE of the unsync page (e.g. a write through a read-only one), the " +
