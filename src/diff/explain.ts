@@ -61,8 +61,9 @@
  * - `path`: how the SUT produced its result in the diverging step: `emulate` (the emulator ran),
  *   `exit` (a VM exit into the page-fault handler), `walk` (a hardware walk of the shadow tables,
  *   no exit), `tlb` (a hardware TLB hit), `none` (no guest access).
- * - `after=pf-not-present` (an `ok-vs-pf` observation): the last invalidation of the page on that
- *   vCPU was a #PF with P=0, which KVM does not turn into an invalidation of its shadow entries.
+ * - `after=pf-not-present`, `after=pf-rsvd` (an `ok-vs-pf` observation): the last invalidation
+ *   of the page on that vCPU was a #PF with P=0 (with RSVD=1), which KVM's
+ *   `kvm_inject_emulated_page_fault` does not turn into an invalidation of its shadow entries.
  * - `leaf` (observation and memory divergences of an op with a linear address): the shadow page
  *   holding the SUT's leaf SPTE for that address after the step: `unsync`, `synced` (indirect,
  *   write-protected), `direct`, or `mmio`, `none` (not present), `noroot`. A stale
@@ -389,12 +390,12 @@ function faultReasonOfEc(ec: number): string {
  * vCPU (INVLPG, a flushing control write, or a #PF) was a #PF the SUT delivered with P=0:
  * KVM's `kvm_inject_emulated_page_fault` invalidates only for P=1 faults.
  */
-function lastInvalidationWasNotPresentPf(
+function lastInvalidationKvmSkipped(
   steps: readonly DiffStep[],
   d: number,
   opLa: bigint,
   mode: string,
-) {
+): "pf-not-present" | "pf-rsvd" | null {
   // Outside IA-32e mode the invalidations carry the 32-bit effective address.
   const la = mode.startsWith("ia32e") ? opLa : opLa & 0xffff_ffffn;
   const vcpu = vcpuOf(steps[d]!.choices.op);
@@ -407,9 +408,10 @@ function lastInvalidationWasNotPresentPf(
     );
     if (hits.length === 0) continue;
     const o = s.sut.kind === "observation" ? s.sut.observation : null;
-    return hits.every((e) => e.kind === "pf") && o?.kind === "pf" && (o.errorCode & 1) === 0;
+    if (!hits.every((e) => e.kind === "pf") || o?.kind !== "pf") return null;
+    return (o.errorCode & 1) === 0 ? "pf-not-present" : (o.errorCode & 8) !== 0 ? "pf-rsvd" : null;
   }
-  return false;
+  return null;
 }
 
 function earlierGpas(steps: readonly DiffStep[], d: number, la: bigint, vcpu: number) {
@@ -622,10 +624,10 @@ export function divergenceSignature(c: Case, r: DiffResult): string | null {
     return `${dv.kind}:${mode}:${s.choices.op.op}:${differs}|mech=walk_addr_generic@exit`;
   }
   const la = laOf(s.choices.op);
-  const after = dv.kind === "observation" && differs.startsWith("ok-vs-pf") && la !== null &&
-      lastInvalidationWasNotPresentPf(r.steps, d, la, mode)
-    ? "|after=pf-not-present"
-    : "";
+  const skipped = dv.kind === "observation" && differs.startsWith("ok-vs-pf") && la !== null
+    ? lastInvalidationKvmSkipped(r.steps, d, la, mode)
+    : null;
+  const after = skipped ? `|after=${skipped}` : "";
   const leaf = (dv.kind === "observation" || dv.kind === "memory") && la !== null && r.sut
     ? `|leaf=${leafState(r.sut.kvm, vcpuOf(s.choices.op), la)}`
     : "";

@@ -76,6 +76,18 @@ export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
     example: "corpus/kvm-divergences/pae-not-present-pf-keeps-unsync-spte.json",
   },
   {
+    id: "kvm-rsvd-pf-keeps-unsync-spte",
+    pattern: /^observation:[^|]*:ok-vs-pf:[^|]*\|.*\|leaf=unsync\|after=pf-rsvd$/,
+    explanation: "kvm_inject_emulated_page_fault does not invalidate the faulting address for a " +
+      "fault with RSVD=1 (hardware caches no translation with reserved bits). With shadow paging " +
+      "the stale SPTE of an unsync page is such a cached translation: when the guest wrote a " +
+      "reserved bit into a PTE without INVLPG and a write through the stale read-only SPTE " +
+      "faulted, KVM's walker injects #PF with RSVD=1 and keeps the SPTE, so a later read uses " +
+      "the old translation where the architecture's #PF invalidated it",
+    reference: "x86.c kvm_inject_emulated_page_fault; SDM Vol. 3A §4.10.4.1 (#PF invalidates)",
+    example: "corpus/kvm-divergences/pae-rsvd-pf-keeps-unsync-spte.json",
+  },
+  {
     id: "kvm-sync-refreshes-stale-mmio-spte",
     pattern:
       /^observation:[^:]+:(load|fetch):value\|mech=pf_mmio_spte_created[^|]*@emulate\|leaf=mmio$/,

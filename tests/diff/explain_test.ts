@@ -87,6 +87,8 @@ const EXPECTED_KVM_SIGNATURES: Record<string, string> = {
     "observation:legacy32:load:value|mech=pf_mmio_spte_created@emulate|leaf=mmio",
   "pae-not-present-pf-keeps-unsync-spte.json":
     "observation:pae:load:ok-vs-pf:not-present@PT|mech=none@walk|leaf=unsync|after=pf-not-present",
+  "pae-rsvd-pf-keeps-unsync-spte.json":
+    "observation:pae:load:ok-vs-pf:reserved@PT|mech=none@walk|leaf=unsync|after=pf-rsvd",
 };
 
 /** No address, value or other number beyond a mode name's or an invariant tag's digits. */
