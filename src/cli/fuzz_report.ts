@@ -118,7 +118,8 @@ export function buildReport(
     else if (o.verdict === "divergence") totals.divergences++;
     else if (o.verdict === "crash") totals.crashes++;
     else totals.unsupported++;
-    if (o.unsupported) inc(unsupported, o.unsupported);
+    // Grouped by reason: addresses and numbers vary from case to case.
+    if (o.unsupported) inc(unsupported, o.unsupported.replace(/0x[0-9a-f]+|\b\d+\b/gi, "N"));
     inc(modes, o.mode);
     inc(disciplines, o.discipline);
     o.errorCodes.forEach((e) => inc(errorCodes, e));

@@ -90,11 +90,13 @@ export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
   {
     id: "kvm-sync-refreshes-stale-mmio-spte",
     pattern:
-      /^observation:[^:]+:(load|fetch):value\|mech=pf_mmio_spte_created[^|]*@emulate\|leaf=mmio$/,
+      /^(observation:[^:]+:(load|fetch):value|memory:[^:]+:store:data)\|mech=pf_mmio_spte_created[^|]*@emulate\|leaf=mmio$/,
     explanation: "FNAME(sync_spte) -> sync_mmio_spte re-marks an MMIO SPTE whose gfn is " +
       "unchanged with the current memslot generation, without checking that the gfn still has " +
       "no memslot. If a memslot was created at that gfn since, the stale MMIO SPTE becomes " +
-      "current again and the RAM keeps being emulated as MMIO (a candidate KVM bug)",
+      "current again and the RAM keeps being emulated as MMIO: loads read the device, stores go to " +
+      "the device instead of RAM (a candidate KVM bug; a VMM that dispatches MMIO exits through " +
+      "its own memory map would hide it, our model's VMM does not)",
     reference: "mmu.c sync_mmio_spte, mark_mmio_spte; found by this harness",
     example: "corpus/kvm-divergences/legacy32-sync-refreshes-stale-mmio-spte.json",
   },

@@ -83,6 +83,8 @@ const EXPECTED_KVM_SIGNATURES: Record<string, string> = {
     "invariant:legacy32:store:I-6a|mech=none@exit",
   "legacy32-two-vcpus-cr4-pse-differ.json":
     "observation:legacy32:load:ok-vs-pf:not-present-ps-ignored@PT|mech=emulated_writes@walk|leaf=synced",
+  "legacy32-sync-refreshes-stale-mmio-spte-store.json":
+    "memory:legacy32:store:data|mech=pf_mmio_spte_created@emulate|leaf=mmio",
   "legacy32-sync-refreshes-stale-mmio-spte.json":
     "observation:legacy32:load:value|mech=pf_mmio_spte_created@emulate|leaf=mmio",
   "pae-not-present-pf-keeps-unsync-spte.json":
