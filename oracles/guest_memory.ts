@@ -17,6 +17,11 @@ export interface Segment {
   readonly value: bigint;
   readonly from: number;
   readonly to: number;
+  /**
+   * The value held in the early part of step `to` only: before that step's data store replaced
+   * it, after the step's A/D writes to other entries (see {@link GuestMemory.write}).
+   */
+  readonly beforeStore?: true;
 }
 
 /** What happened to a write. */
@@ -32,6 +37,13 @@ export class GuestMemory {
    * update, then its own store). Another processor, or this one, may have cached them.
    */
   #transients = new Map<bigint, { t: number; value: bigint }[]>();
+  /**
+   * Values a word held when step `t` began and kept until that step's data store replaced them
+   * (the store was the word's first write in the step). Within a step the access's A/D writes
+   * come first, so in between, the A bits just set elsewhere and this old value coexist: a
+   * speculative walk for another address at that moment may cache both.
+   */
+  #beforeStore = new Map<bigint, { t: number; value: bigint }[]>();
   /** Memslot layouts over time: `[time, slots]`, ascending. */
   #slotHistory: [number, readonly Memslot[]][] = [];
   #now = 0;
@@ -119,15 +131,22 @@ export class GuestMemory {
   segments(addr: bigint, bytes: 4 | 8, from: number, to: number): Segment[] {
     const out = this.#stepSegments(addr, bytes, from, to);
     // Values held only inside a step (see #transients), as one-step pieces of their own.
+    const part = (word: bigint) =>
+      bytes === 8 ? word : (addr & 4n) === 0n ? word & 0xffff_ffffn : word >> 32n;
     for (const tr of this.#transients.get(addr & ~7n) ?? []) {
       if (tr.t < from || tr.t > to) continue;
-      const value = bytes === 8
-        ? tr.value
-        : (addr & 4n) === 0n
-        ? tr.value & 0xffff_ffffn
-        : tr.value >> 32n;
+      const value = part(tr.value);
       if (!out.some((p) => p.value === value && p.from <= tr.t && tr.t <= p.to)) {
         out.push({ value, from: tr.t, to: tr.t });
+      }
+    }
+    // Values held at the start of a step until its store (see #beforeStore): one-step pieces
+    // flagged so that a chain does not pair them with the store's own new value.
+    for (const b of this.#beforeStore.get(addr & ~7n) ?? []) {
+      if (b.t < from || b.t > to) continue;
+      const value = part(b.value);
+      if (!out.some((p) => p.value === value && p.from <= b.t && b.t <= p.to)) {
+        out.push({ value, from: b.t, to: b.t, beforeStore: true });
       }
     }
     return out;
@@ -152,8 +171,9 @@ export class GuestMemory {
 
   /**
    * Writes 4 or 8 bytes as the guest does. MMIO and ROM drop the write; the result says which.
+   * `store` marks the access's data write, which comes after every A/D write of its step.
    */
-  write(addr: bigint, bytes: 4 | 8, value: bigint): WriteFate {
+  write(addr: bigint, bytes: 4 | 8, value: bigint, store = false): WriteFate {
     const gfn = addr >> 12n;
     const slot = this.slotOf(gfn);
     if (!slot) return "mmio";
@@ -185,6 +205,11 @@ export class GuestMemory {
       }
       h.values[h.values.length - 1] = next;
     } else {
+      if (store && old !== next) {
+        const list = this.#beforeStore.get(word) ?? [];
+        list.push({ t: this.#now, value: old });
+        this.#beforeStore.set(word, list);
+      }
       h.times.push(this.#now);
       h.values.push(next);
     }

@@ -319,7 +319,7 @@ export class ReferenceMachine {
 
   #write(w: MemWrite): WriteFate {
     const value = w.kind === "store" ? w.value : this.memory.read(w.addr, w.bytes) | w.mask;
-    const fate = this.memory.write(w.addr, w.bytes, value);
+    const fate = this.memory.write(w.addr, w.bytes, value, w.kind === "store");
     if (fate === "written") {
       const gfn = w.addr >> 12n;
       const slot = this.memory.slotOf(gfn);

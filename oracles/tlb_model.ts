@@ -11,6 +11,10 @@
  * caches an entry and that write is itself observable. Exceptions: PAE PDPTE registers (no A),
  * and page tables in ROM, where the A write is dropped.
  *
+ * Within a step the access's A/D writes come before its data store, so an entry's value from
+ * before the store (`beforeStore` pieces of guest memory) may pair with A bits the same step set
+ * in the entries above it: a speculative walk between the two may cache that chain.
+ *
  * @module
  */
 import type { CpuModel } from "../src/model/case.ts";
@@ -285,6 +289,9 @@ export function accessCandidates(
       const from = Math.max(lo, seg.from);
       const to = Math.min(hi, seg.to);
       for (const piece of mem.segments(addr, mode.entryBytes, from, to)) {
+        // A value from before its step's store cannot pair with an entry of the same word
+        // above it: that entry's value at this step may be the store's.
+        if (piece.beforeStore && above.some((e) => (e.addr & ~7n) === (addr & ~7n))) continue;
         const meaning = interpretEntry(seg.mode, level, piece.value);
         if (!meaning.present || meaning.reservedSet !== 0n) continue;
         const rom = mem.slotOf(addr >> 12n, piece.to)?.readOnly === true;

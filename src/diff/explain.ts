@@ -24,7 +24,8 @@
  *     earlier step committed for the same vCPU and linear page: a stale translation), `value`
  *     (same address, other data), `ec:+X-Y` (error-code bits the SUT has in excess / lacks
  *     against the nearest allowed #PF, bits `P W U RSVD I PK`), `cr2`; across kinds
- *     `ok-vs-pf:<reason>@<level>` (the SUT completed an access the fresh walk faults on, with
+ *     `ok-vs-pf:<reason>@<level>` (the SUT completed an access the fresh walk faults on, at an
+ *     address that is not stale, even when a paging-structure cache would allow another one, with
  *     the walk's fault reason `not-present`/`reserved`/`rights-<rule>` and level, the rule one
  *     of `us`, `w`, `xd`, `smep`, `smap`; `reserved-xd` when the reserved bit is XD with
  *     EFER.NXE=0; a `-ps-ignored` suffix when a 32-bit walk with CR4.PSE=0 went through a PDE
@@ -61,8 +62,8 @@
  * - `path`: how the SUT produced its result in the diverging step: `emulate` (the emulator ran),
  *   `exit` (a VM exit into the page-fault handler), `walk` (a hardware walk of the shadow tables,
  *   no exit), `tlb` (a hardware TLB hit), `none` (no guest access).
- * - `after=pf-not-present`, `after=pf-rsvd` (an `ok-vs-pf` observation): the last invalidation
- *   of the page on that vCPU was a #PF with P=0 (with RSVD=1), which KVM's
+ * - `after=pf-not-present`, `after=pf-rsvd` (an `ok-vs-pf` or `gpa-stale` observation): the
+ *   last invalidation of the page on that vCPU was a #PF with P=0 (with RSVD=1), which KVM's
  *   `kvm_inject_emulated_page_fault` does not turn into an invalidation of its shadow entries.
  * - `leaf` (observation and memory divergences of an op with a linear address): the shadow page
  *   holding the SUT's leaf SPTE for that address after the step: `unsync`, `synced` (indirect,
@@ -435,14 +436,22 @@ function observationDiff(c: Case, steps: readonly DiffStep[], d: number): string
   switch (got.kind) {
     case "ok": {
       const oks = same as Extract<Observation, { kind: "ok" }>[];
-      if (oks.length > 0) {
-        if (oks.some((o) => o.gpa === got.gpa)) return "value";
-        const la = laOf(s.choices.op);
-        const stale = la !== null &&
-          earlierGpas(steps, d, la, vcpuOf(s.choices.op)).has(got.gpa);
-        return stale ? "gpa-stale" : "gpa";
+      if (oks.some((o) => o.gpa === got.gpa)) return "value";
+      const la = laOf(s.choices.op);
+      if (
+        oks.length > 0 && la !== null &&
+        earlierGpas(steps, d, la, vcpuOf(s.choices.op)).has(got.gpa)
+      ) {
+        return "gpa-stale";
       }
-      const pf = outcomes.find((o) => o.observation.kind === "pf");
+      // A fresh translation where the fresh walk faults: the fault is what the SUT missed,
+      // whatever stale translation the paging-structure caches would also allow.
+      const fresh = outcomes[0];
+      const pf = fresh?.observation.kind === "pf"
+        ? fresh
+        : oks.length === 0
+        ? outcomes.find((o) => o.observation.kind === "pf")
+        : undefined;
       if (pf) {
         const w = pf.walk;
         if (w?.kind !== "pf") return "ok-vs-pf";
@@ -460,6 +469,7 @@ function observationDiff(c: Case, steps: readonly DiffStep[], d: number): string
         if (psIgnored) return `ok-vs-pf:${why}-ps-ignored@${w.level ?? "-"}`;
         return `ok-vs-pf:${why}@${w.level ?? "-"}`;
       }
+      if (oks.length > 0) return "gpa";
       break;
     }
     case "pf": {
@@ -624,7 +634,8 @@ export function divergenceSignature(c: Case, r: DiffResult): string | null {
     return `${dv.kind}:${mode}:${s.choices.op.op}:${differs}|mech=walk_addr_generic@exit`;
   }
   const la = laOf(s.choices.op);
-  const skipped = dv.kind === "observation" && differs.startsWith("ok-vs-pf") && la !== null
+  const stale = differs.startsWith("ok-vs-pf") || differs === "gpa-stale";
+  const skipped = dv.kind === "observation" && stale && la !== null
     ? lastInvalidationKvmSkipped(r.steps, d, la, mode)
     : null;
   const after = skipped ? `|after=${skipped}` : "";

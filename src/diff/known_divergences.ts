@@ -66,7 +66,8 @@ export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
   },
   {
     id: "kvm-not-present-pf-keeps-unsync-spte",
-    pattern: /^observation:[^|]*:ok-vs-pf:[^|]*\|.*\|leaf=unsync\|after=pf-not-present$/,
+    pattern:
+      /^observation:[^|]*:(ok-vs-pf:[^|]*|gpa-stale)\|.*\|leaf=unsync\|after=pf-not-present$/,
     explanation: "kvm_inject_emulated_page_fault invalidates the faulting address only for a " +
       "P=1 fault. When the guest made a PTE not-present without INVLPG and an access then " +
       "faulted on the stale SPTE of the unsync page (e.g. a write through a read-only one), the " +
@@ -77,7 +78,7 @@ export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
   },
   {
     id: "kvm-rsvd-pf-keeps-unsync-spte",
-    pattern: /^observation:[^|]*:ok-vs-pf:[^|]*\|.*\|leaf=unsync\|after=pf-rsvd$/,
+    pattern: /^observation:[^|]*:(ok-vs-pf:[^|]*|gpa-stale)\|.*\|leaf=unsync\|after=pf-rsvd$/,
     explanation: "kvm_inject_emulated_page_fault does not invalidate the faulting address for a " +
       "fault with RSVD=1 (hardware caches no translation with reserved bits). With shadow paging " +
       "the stale SPTE of an unsync page is such a cached translation: when the guest wrote a " +

@@ -264,3 +264,24 @@ Deno.test("transient values: another vCPU may cache a PTE state that lasted only
     "ok gpa=0x6008 value=0x0",
   ]);
 });
+
+Deno.test("before the store: a value a step's store replaced pairs with A bits that step's walk set", () => {
+  // After the flush, PML4[0] and PDPT[1] have A=0, so no chain for LA4 could be cached. The
+  // store through PTE_VIA walks PML4[0] and PDPT[1] (shared with LA4's path) and sets their A
+  // bits, then rewrites PT[1]. Between the two, a speculative walk for LA4 finds every entry
+  // accessed and PT[1] still old: the old frame may be cached.
+  const fresh = { memory: tables4({ PD: 0x20n, PT: 0x20n }) };
+  const m = selfMappedMachine(fresh);
+  run(m, op.movCr3(0x1000n), op.store(PTE_VIA, 0x6067n));
+  deepStrictEqual(allowedNext(m, op.load(LA4)), [
+    "ok gpa=0x5008 value=0x0",
+    "ok gpa=0x6008 value=0x0",
+  ]);
+  // PD[1] is not on the store's path: its A bit, set only by a later step, cannot pair with
+  // the PT[1] value from before the store.
+  const other = selfMappedMachine({
+    memory: [...tables4({ PML4: 0x20n, PDPT: 0x20n, PT: 0x20n }), [0x4010n, 0x7067n]],
+  });
+  run(other, op.movCr3(0x1000n), op.store(PTE_VIA, 0x6067n), op.load(LA4 + 0x1000n));
+  deepStrictEqual(allowedNext(other, op.load(LA4)), ["ok gpa=0x6008 value=0x0"]);
+});
