@@ -224,7 +224,14 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
       steps.push({ choices, sut: got, committed: null, adoptedA: [], mechanisms });
       return diverge("observation", `${describe(op)}: the SUT's result is not allowed`);
     }
-    const index = candidates.find((i) => writesVisible(oracle, sut, i, choices)) ?? candidates[0]!;
+    // The allowed outcome whose A/D writes the SUT made: of those whose writes are all visible,
+    // the one with the most (a TLB hit that set D explains more than one that set nothing).
+    const visible = candidates.filter((i) => writesVisible(oracle, sut, i, choices));
+    const index = visible.reduce(
+      (best, i) =>
+        choices.outcomes[i]!.writes.length > choices.outcomes[best]!.writes.length ? i : best,
+      visible[0] ?? candidates[0]!,
+    );
     const committed = oracle.commit(choices, index);
     const adoptedA: string[] = [];
     const last = choices.step === c.program.length;
