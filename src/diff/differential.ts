@@ -116,6 +116,13 @@ function writesVisible(m: ReferenceMachine, sut: ShadowMachine, index: number, c
   });
 }
 
+/** How many of an outcome's A/D writes would change the oracle's memory now. */
+function changedBits(m: ReferenceMachine, outcome: StepChoices["outcomes"][number]): number {
+  return outcome.writes.filter((w) =>
+    w.kind !== "store" && (m.memory.read(w.addr, w.bytes) & w.mask) !== w.mask
+  ).length;
+}
+
 /** Bits that may differ between the two memories: A of an 8-byte or of either 4-byte entry. */
 const A_LOW = 1n << 5n;
 const A_HIGH = 1n << 37n;
@@ -225,11 +232,12 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
       return diverge("observation", `${describe(op)}: the SUT's result is not allowed`);
     }
     // The allowed outcome whose A/D writes the SUT made: of those whose writes are all visible,
-    // the one with the most (a TLB hit that set D explains more than one that set nothing).
+    // the one that changes the most bits (a TLB hit that set D explains more than one that set
+    // nothing; setting a bit that is already set shows nothing), the first one on a tie.
     const visible = candidates.filter((i) => writesVisible(oracle, sut, i, choices));
+    const gain = (i: number) => changedBits(oracle, choices.outcomes[i]!);
     const index = visible.reduce(
-      (best, i) =>
-        choices.outcomes[i]!.writes.length > choices.outcomes[best]!.writes.length ? i : best,
+      (best, i) => (gain(i) > gain(best) ? i : best),
       visible[0] ?? candidates[0]!,
     );
     const committed = oracle.commit(choices, index);
