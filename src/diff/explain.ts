@@ -67,7 +67,8 @@
  *   `kvm_inject_emulated_page_fault` does not turn into an invalidation of its shadow entries.
  * - `leaf` (observation and memory divergences of an op with a linear address): the shadow page
  *   holding the SUT's leaf SPTE for that address after the step: `unsync`, `synced` (indirect,
- *   write-protected), `direct`, or `mmio`, `none` (not present), `noroot`. A stale
+ *   write-protected), `direct`, or `mmio`, `mmio-ram` (an MMIO SPTE for a gfn that a memslot
+ *   now backs), `none` (not present), `noroot`. A stale
  *   translation in an `unsync` page is a missed sync; in a `synced` one, a missed write
  *   protection or role check.
  *
@@ -181,6 +182,7 @@ export const SPECIFIC_MECHANISMS: readonly Counter[] = [
   // explicit invalidation by the guest
   "invlpg",
   // MMIO SPTEs and emulation
+  "mmio_spte_replaced",
   "pf_mmio_spte_created",
   "mmio_cache_hits",
   "emulated_writes",
@@ -682,7 +684,9 @@ function leafState(kvm: Kvm, vcpuIndex: number, la: bigint): string {
       last = { sptep: it.sptep, spte: get_spte(kvm, it.sptep) };
     }
     if (!last) return "none";
-    if (is_mmio_spte(last.spte)) return "mmio";
+    if (is_mmio_spte(last.spte)) {
+      return kvm.gfn_to_memslot(get_mmio_spte_gfn(last.spte)) ? "mmio-ram" : "mmio";
+    }
     if (!is_shadow_present_pte(last.spte)) return "none";
     const sp = kvm.spOfPfn.get(Math.floor(last.sptep / 4096));
     return !sp ? "none" : sp.unsync ? "unsync" : sp.role.direct ? "direct" : "synced";

@@ -89,10 +89,23 @@ export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
     example: "corpus/kvm-divergences/pae-rsvd-pf-keeps-unsync-spte.json",
   },
   {
+    id: "kvm-mmio-spte-overwrite-skips-unsync",
+    pattern: /^invariant:[^:]+:[^:]+:I-6a\|mech=mmio_spte_replaced@/,
+    explanation: "When a fault replaces a stale MMIO SPTE (its gfn got a memslot) with a RAM " +
+      "mapping, make_spte sees the old SPTE's access bits, which include PT_WRITABLE_MASK for a " +
+      "writable gpte, as a writable SPTE and skips mmu_try_to_unsync_pages. If that gfn is " +
+      "shadowed as a page table meanwhile, the new SPTE is writable while the shadow page stays " +
+      "synced and write-protected (the audit's I-6a): guest writes to that page table bypass " +
+      "write tracking (a candidate KVM bug)",
+    reference: "spte.c make_spte (is_writable_pte(old_spte)); mmu.c mmu_set_spte; found by this " +
+      "harness",
+    example: "corpus/kvm-divergences/legacy32-mmio-spte-overwrite-skips-write-protect.json",
+  },
+  {
     id: "kvm-sync-refreshes-stale-mmio-spte",
-    pattern:
-      /^(observation:[^:]+:(load|fetch):value|memory:[^:]+:store:data)\|mech=pf_mmio_spte_created[^|]*@emulate\|leaf=mmio$/,
-    explanation: "FNAME(sync_spte) -> sync_mmio_spte re-marks an MMIO SPTE whose gfn is " +
+    pattern: /^(observation:[^:]+:(load|fetch):value|memory:[^:]+:store:data)\|.*\|leaf=mmio-ram$/,
+    explanation: "FNAME(sync_spte) -> sync_mmio_spte (from a sync of the unsync page, or from " +
+      "the invalidation kvm_inject_emulated_page_fault does) re-marks an MMIO SPTE whose gfn is " +
       "unchanged with the current memslot generation, without checking that the gfn still has " +
       "no memslot. If a memslot was created at that gfn since, the stale MMIO SPTE becomes " +
       "current again and the RAM keeps being emulated as MMIO: loads read the device, stores go to " +

@@ -36,6 +36,7 @@ import {
 } from "./mmu.ts";
 import {
   is_large_pte,
+  is_mmio_spte,
   is_shadow_present_pte,
   is_writable_pte,
   PT_PAGE_SIZE_MASK,
@@ -164,6 +165,12 @@ export function make_spte(
   if (host_writable) spte |= shadow_host_writable_mask;
   else pte_access &= ~ACC_WRITE_MASK;
   spte |= BigInt(pfn) << 12n;
+  // Instrumentation: a stale MMIO SPTE turned into a RAM mapping. Its access bits include
+  // PT_WRITABLE_MASK for a writable gpte, so the check below skips mmu_try_to_unsync_pages.
+  if (is_mmio_spte(old_spte)) {
+    vcpu.kvm.count("mmio_spte_replaced");
+    vcpu.kvm.event(vcpu.vcpu_id, () => `mmio spte replaced gfn=0x${gfn.toString(16)}`);
+  }
   if (pte_access & ACC_WRITE_MASK) {
     spte |= PT_WRITABLE_MASK | shadow_mmu_writable_mask;
     if (!is_writable_pte(old_spte) && slot) {

@@ -14,6 +14,7 @@ export const COUNTERS = [
   "pf_retry",
   "pf_guest_injected",
   "pf_mmio_spte_created",
+  "mmio_spte_replaced",
   "mmio_exits",
   "mmio_cache_hits",
   "fast_pf_fixed",

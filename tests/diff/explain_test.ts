@@ -80,13 +80,13 @@ const EXPECTED_KVM_SIGNATURES: Record<string, string> = {
   "ia32e4-mmio-store-wp0-no-dirty.json":
     "memory:ia32e4:store:-D@PT|mech=mmio_cache_hits@emulate|leaf=mmio",
   "legacy32-mmio-spte-overwrite-skips-write-protect.json":
-    "invariant:legacy32:store:I-6a|mech=none@exit",
+    "invariant:legacy32:store:I-6a|mech=mmio_spte_replaced@exit",
   "legacy32-two-vcpus-cr4-pse-differ.json":
     "observation:legacy32:load:ok-vs-pf:not-present-ps-ignored@PT|mech=emulated_writes@walk|leaf=synced",
   "legacy32-sync-refreshes-stale-mmio-spte-store.json":
-    "memory:legacy32:store:data|mech=pf_mmio_spte_created@emulate|leaf=mmio",
+    "memory:legacy32:store:data|mech=pf_mmio_spte_created@emulate|leaf=mmio-ram",
   "legacy32-sync-refreshes-stale-mmio-spte.json":
-    "observation:legacy32:load:value|mech=pf_mmio_spte_created@emulate|leaf=mmio",
+    "observation:legacy32:load:value|mech=pf_mmio_spte_created@emulate|leaf=mmio-ram",
   "pae-not-present-pf-keeps-unsync-spte.json":
     "observation:pae:load:ok-vs-pf:not-present@PT|mech=none@walk|leaf=unsync|after=pf-not-present",
   "pae-rsvd-pf-keeps-unsync-spte.json":
