@@ -23,8 +23,12 @@ function withBug(path: string, bug: string): Case {
 
 const INPUTS: readonly { name: string; c: Case }[] = [
   {
-    name: "KVM divergence found by the fuzzer (25 ops)",
-    c: load("corpus/kvm-divergences/pae-not-present-pf-keeps-unsync-spte.json"),
+    name: "KVM divergence as the fuzzer found it (25 ops)",
+    c: load("tests/minimize/fixtures/pae-not-present-pf-unminimized.json"),
+  },
+  {
+    name: "candidate KVM bug as the fuzzer found it (36 ops, 2 vCPUs, memslot add)",
+    c: load("tests/minimize/fixtures/legacy32-sync-mmio-unminimized.json"),
   },
   {
     name: "injected invlpg_no_sync",
