@@ -6,6 +6,9 @@
  * atomically as a replayable case the moment a worker reports it; SIGINT/SIGTERM stop the run
  * and keep everything found. The report (`--json`, `--junit`, the summary) aggregates cases in
  * index order, so the same seed and flags give the same report whatever the number of workers.
+ * `--shard K/N` runs only the case indices i with i % N = K - 1 (with their global seeds), and
+ * `--resume FILE` continues the run of an earlier report, skipping the cases it completed and
+ * writing the merge of both (`report_merge.ts`), as `deno task report merge` merges shards.
  *
  * Exit status: 0 nothing found, 1 findings, 2 usage or input error.
  *
@@ -16,7 +19,7 @@ import { parseArgs } from "node:util";
 import { InitialStateError } from "../../oracles/control_state.ts";
 import { caseFilesIn, loadCaseFile } from "../corpus/load_case.ts";
 import { EXPECT_DIVERGENCE, replayCase } from "../diff/replay.ts";
-import type { CaseOutcome, Finding, FuzzPlan } from "../diff/fuzz_run.ts";
+import type { CaseOutcome, Finding } from "../diff/fuzz_run.ts";
 import { FUZZ_GENERATOR, GUEST_MODES } from "../gen/fuzz_case.ts";
 import { INJECTED_BUGS } from "../shadow/bugs.ts";
 import { kvm_mmu_audit } from "../shadow/audit.ts";
@@ -24,22 +27,31 @@ import { writeFileAtomic } from "./write_atomic.ts";
 import { buildReport, type CorpusTally, junitXml, summaryText } from "./fuzz_report.ts";
 import { runPool } from "./fuzz_pool.ts";
 import { knownDivergenceOf } from "../diff/known_divergences.ts";
+import { parseShard, pendingCaseIndices, type Shard, shardName } from "./shard.ts";
+import { freshPlan, type PlanFlags, type ResolvedPlan, resumedPlan } from "./fuzz_resume.ts";
+import { mergeReports } from "./report_merge.ts";
 
 const USAGE = `usage: deno task fuzz [--seed N] [--time SECONDS | --runs N] [--workers N]
                        [--discipline strict|relaxed|mixed] [--mode M]... [--inject NAME]...
+                       [--shard K/N] [--resume FILE]
                        [--out DIR] [--json FILE] [--junit FILE] [--corpus DIR|none] [--quiet]
 
 Replays the corpus through the oracle and the shadow MMU, then runs generated cases through both
 and compares them step by step. Findings are written to --out as replayable cases.
   --seed N          run seed (default: random, printed so the run can be repeated)
   --time SECONDS    time budget (default 60)
-  --runs N          number of generated cases instead of a time budget
+  --runs N          number of generated cases instead of a time budget (with --shard: the
+                    shard's cases among the first N; with --resume: until the first N are done)
   --workers N       worker threads (default: the number of cores)
   --discipline D    strict (invalidate before using a changed translation), relaxed, or mixed (default)
   --mode M          only guest mode M (repeatable): ${GUEST_MODES.join(", ")}
   --inject NAME     switch on an injected bug in every case (repeatable): ${
   INJECTED_BUGS.map((b) => b.name).join(", ")
 }
+  --shard K/N       run shard K of N (1 ≤ K ≤ N): the case indices i with i % N = K-1, each with
+                    the seed it has in the unsharded run; merge shards with deno task report merge
+  --resume FILE     continue the run of report FILE: skip the cases it completed and write the
+                    merge of both; seed, discipline, modes, bugs and shard default to FILE's
   --out DIR         where findings are written (default findings/)
   --json FILE       write the JSON report (format shadow-mmu-fuzz-report)
   --junit FILE      write a JUnit XML report
@@ -49,11 +61,11 @@ Exit status: 0 nothing found, 1 findings, 2 usage or input error.`;
 
 /** Parsed flags. */
 interface Flags {
-  seed: number;
   seconds: number;
   runs: number | null;
   workers: number;
-  plan: FuzzPlan;
+  planFlags: PlanFlags;
+  resume: string | null;
   out: string;
   json: string | null;
   junit: string | null;
@@ -69,7 +81,9 @@ function parse(args: string[]): Flags | string | null {
       time: { type: "string" },
       runs: { type: "string" },
       workers: { type: "string" },
-      discipline: { type: "string", default: "mixed" },
+      discipline: { type: "string" },
+      shard: { type: "string" },
+      resume: { type: "string" },
       mode: { type: "string", multiple: true },
       inject: { type: "string", multiple: true },
       out: { type: "string", default: "findings" },
@@ -89,10 +103,12 @@ function parse(args: string[]): Flags | string | null {
     }
     return n;
   };
-  const d = values.discipline;
-  if (d !== "strict" && d !== "relaxed" && d !== "mixed") {
+  const d = values.discipline ?? null;
+  if (d !== null && d !== "strict" && d !== "relaxed" && d !== "mixed") {
     return `--discipline must be strict, relaxed or mixed, got "${d}"`;
   }
+  const shard = values.shard === undefined ? null : parseShard(values.shard);
+  if (typeof shard === "string") return shard;
   const modes = (values.mode ?? []).flatMap((m) => m.split(","));
   const badMode = modes.find((m) => !(GUEST_MODES as readonly string[]).includes(m));
   if (badMode) return `unknown --mode "${badMode}"; known: ${GUEST_MODES.join(", ")}`;
@@ -100,13 +116,18 @@ function parse(args: string[]): Flags | string | null {
   const known = new Set(INJECTED_BUGS.map((b) => b.name));
   const badBug = inject.find((b) => !known.has(b));
   if (badBug) return `unknown --inject "${badBug}"; known: ${[...known].join(", ")}`;
-  const seed = int("seed", values.seed, crypto.getRandomValues(new Uint32Array(1))[0]!);
   return {
-    seed,
     seconds: int("time", values.time, 60),
     runs: values.runs === undefined ? null : int("runs", values.runs, 0),
     workers: int("workers", values.workers, navigator.hardwareConcurrency || 1, 1),
-    plan: { seed, discipline: d, modes, inject },
+    planFlags: {
+      seed: values.seed === undefined ? null : int("seed", values.seed, 0),
+      discipline: d,
+      modes: values.mode === undefined ? null : modes,
+      inject: values.inject === undefined ? null : inject,
+      shard,
+    },
+    resume: values.resume ?? null,
     out: values.out,
     json: values.json ?? null,
     junit: values.junit ?? null,
@@ -154,6 +175,12 @@ function slug(signature: string): string {
   return signature.replace(/[^A-Za-z0-9_.-]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 100);
 }
 
+/** The finding file of a signature in a run (and shard): shards never share a file name. */
+function findingFile(out: string, signature: string, seed: number, shard: Shard | null): string {
+  const tag = shard ? `-${shardName(shard)}` : "";
+  return join(out, `${slug(signature)}--run-${seed}${tag}.json`);
+}
+
 /**
  * Runs the fuzz command; resolves to the exit status. `abort` stops the run as SIGINT does.
  */
@@ -176,6 +203,14 @@ export async function main(args: string[], embed: { abort?: AbortSignal } = {}):
   const base = Deno.env.get("INIT_CWD") ?? Deno.cwd();
   const say = (line: string) => f.quiet || console.log(line);
   let status = 0;
+  const resolved: ResolvedPlan | string = f.resume === null
+    ? freshPlan(f.planFlags)
+    : resumedPlan(f.planFlags, f.resume, resolve(base, f.resume), FUZZ_GENERATOR);
+  if (typeof resolved === "string") {
+    console.error(`fuzz: --resume: ${resolved}`);
+    return 2;
+  }
+  const { plan, shard, resumed } = resolved;
 
   // 1. The corpus, on both sides.
   let corpus: CorpusTally | null = null;
@@ -192,18 +227,25 @@ export async function main(args: string[], embed: { abort?: AbortSignal } = {}):
   }
 
   // 2. Generated cases on the worker pool.
+  const where = shard ? `, shard ${shard.index}/${shard.count}` : "";
   say(
-    `fuzzing with seed ${f.seed} (${FUZZ_GENERATOR}, ${f.plan.discipline}) on ${f.workers} worker(s)`,
+    `fuzzing with seed ${plan.seed}${where} (${FUZZ_GENERATOR}, ${plan.discipline}) on ${f.workers} worker(s)` +
+      (resumed ? `, resuming ${f.resume} (${resumed.done.length} cases done)` : ""),
   );
   const out = resolve(base, f.out);
-  const files = new Map<string, { index: number; file: string }>();
+  // A resumed run knows the first case of each signature so far: a later case leaves its file.
+  const files = new Map<string, { index: number; file: string }>(
+    (resumed?.report.findings ?? []).map((
+      s,
+    ) => [s.signature, { index: s.firstIndex, file: s.file }]),
+  );
   const onFinding = (finding: Finding) => {
     if (knownDivergenceOf(finding.signature)) return; // triaged: counted in the report only
     const known = files.get(finding.signature);
     if (known && known.index <= finding.index) return;
     // The same file name per signature and run: a lower case index replaces it atomically, so
     // the file ends as the run's first case with that signature, whatever the worker timing.
-    const file = join(out, `${slug(finding.signature)}--run-${f.seed}.json`);
+    const file = findingFile(out, finding.signature, plan.seed, shard);
     writeFileAtomic(file, finding.caseText);
     files.set(finding.signature, { index: finding.index, file });
     if (!known) {
@@ -215,9 +257,9 @@ export async function main(args: string[], embed: { abort?: AbortSignal } = {}):
   const started = performance.now();
   const outcomes: CaseOutcome[] = [];
   const result = await runPool({
-    plan: f.plan,
+    plan,
     workers: f.workers,
-    runs: f.runs,
+    cases: pendingCaseIndices(shard, f.runs, resumed?.done ?? []),
     deadline: f.runs === null ? started + f.seconds * 1000 : Infinity,
     onFinding,
     onOutcomes: (batch) => outcomes.push(...batch),
@@ -226,21 +268,25 @@ export async function main(args: string[], embed: { abort?: AbortSignal } = {}):
   });
   const elapsed = (performance.now() - started) / 1000;
   const steps = outcomes.reduce((n, o) => n + o.steps, 0);
-  const report = buildReport(
-    FUZZ_GENERATOR,
-    f.plan,
-    f.runs,
+  const piece = buildReport({
+    generator: FUZZ_GENERATOR,
+    plan,
+    shard,
+    runs: f.runs,
     outcomes,
-    new Map([...files].map(([s, v]) => [s, v.file])),
+    files: new Map([...files].map(([s, v]) => [s, v.file])),
     corpus,
-    {
+    timing: {
       elapsedSeconds: elapsed,
       casesPerSecond: outcomes.length / Math.max(elapsed, 1e-3),
       stepsPerSecond: steps / Math.max(elapsed, 1e-3),
       workers: f.workers,
     },
-    result.interrupted,
-  );
+    interrupted: result.interrupted,
+  });
+  const report = resumed
+    ? mergeReports([resumed, { file: "this run", report: piece }], "sequential")
+    : piece;
   console.log(summaryText(report).join("\n"));
   if (f.json) writeFileAtomic(resolve(base, f.json), JSON.stringify(report, null, 2) + "\n");
   if (f.junit) writeFileAtomic(resolve(base, f.junit), junitXml(report));

@@ -1,6 +1,7 @@
 /**
- * The fuzz run's fixed pool of Deno Workers: batches of case indices are handed out in order
- * until the run budget (`runs`) or the deadline is reached, findings are passed on the moment a
+ * The fuzz run's fixed pool of Deno Workers: batches of global case indices are handed out in
+ * the order the run's index sequence gives them (every index, a shard's, or those a resumed run
+ * has not done yet) until the sequence ends or the deadline is reached, findings are passed on the moment a
  * worker posts them, and SIGINT/SIGTERM stop the run (workers are terminated; what they already
  * reported is kept). A live status line is drawn on a TTY, plain lines every 10 s otherwise.
  *
@@ -16,9 +17,9 @@ export const BATCH_SIZE = 8;
 export interface PoolOptions {
   readonly plan: FuzzPlan;
   readonly workers: number;
-  /** Number of cases, or null for a time budget. */
-  readonly runs: number | null;
-  /** `performance.now()` after which no batch is started. */
+  /** The global case indices to run, in order; finite for a case budget, endless for a time one. */
+  readonly cases: Iterator<number>;
+  /** `performance.now()` after which no batch is started (Infinity: run every case). */
   readonly deadline: number;
   readonly onFinding: (f: Finding) => void;
   readonly onOutcomes: (batch: readonly CaseOutcome[]) => void;
@@ -30,12 +31,12 @@ export interface PoolOptions {
 
 type WorkerMessage =
   | { type: "finding"; finding: Finding }
-  | { type: "batch"; start: number; outcomes: CaseOutcome[] };
+  | { type: "batch"; outcomes: CaseOutcome[] };
 
 /** Runs the pool to completion (or interruption). */
 export function runPool(o: PoolOptions): Promise<{ interrupted: boolean }> {
   const started = performance.now();
-  let next = 0, inflight = 0, cases = 0, steps = 0, findings = 0;
+  let inflight = 0, cases = 0, steps = 0, findings = 0;
   let interrupted = false;
   const workers: Worker[] = [];
   const { promise, resolve, reject } = Promise.withResolvers<{ interrupted: boolean }>();
@@ -70,13 +71,16 @@ export function runPool(o: PoolOptions): Promise<{ interrupted: boolean }> {
   for (const s of signals) Deno.addSignalListener(s, stop);
   o.abort?.addEventListener("abort", stop);
 
-  const more = () =>
-    !interrupted && (o.runs === null ? performance.now() < o.deadline : next < o.runs);
   const dispatch = (w: Worker): boolean => {
-    if (!more()) return false;
-    const count = o.runs === null ? BATCH_SIZE : Math.min(BATCH_SIZE, o.runs - next);
-    const req: BatchRequest = { plan: o.plan, start: next, count };
-    next += count;
+    if (interrupted || performance.now() >= o.deadline) return false;
+    const indices: number[] = [];
+    while (indices.length < BATCH_SIZE) {
+      const next = o.cases.next();
+      if (next.done) break;
+      indices.push(next.value);
+    }
+    if (indices.length === 0) return false;
+    const req: BatchRequest = { plan: o.plan, indices };
     inflight++;
     w.postMessage(req);
     return true;

@@ -4,16 +4,22 @@
  * JUnit XML file and the end-of-run summary text. Timing lives in its own `timing` field, the
  * only part that differs between two runs of the same seed and flags.
  *
+ * Version 2 adds the shard (`plan.shard`) and the exact set of case indices the report covers
+ * (`completed`), so that reports of shards can be merged and a run can be resumed
+ * (`report_merge.ts`): everything else is a sum, or per signature a sum and a minimum.
+ *
  * @module
  */
 import { COUNTERS } from "../shadow/stats.ts";
 import type { CaseOutcome, FuzzPlan } from "../diff/fuzz_run.ts";
 import { knownDivergenceOf } from "../diff/known_divergences.ts";
+import { type CompletedJson, encodeIndexSet, indexSetOf } from "./case_index_set.ts";
+import type { Shard } from "./shard.ts";
 
 /** The report format name and version. */
 export const FUZZ_REPORT_FORMAT = "shadow-mmu-fuzz-report";
 /** The report format version. */
-export const FUZZ_REPORT_VERSION = 1;
+export const FUZZ_REPORT_VERSION = 2;
 
 /** One distinct finding (a signature) and every case that showed it. */
 export interface SignatureJson {
@@ -45,11 +51,15 @@ export interface FuzzReportJson {
   generator: string;
   plan: {
     seed: number;
-    discipline: string;
+    discipline: FuzzPlan["discipline"];
     modes: string[];
     inject: string[];
     runs: number | null;
+    /** The shard this report covers, or null (an unsharded run, or a merge of shards). */
+    shard: { index: number; count: number } | null;
   };
+  /** Exactly the global case indices whose outcomes the report aggregates. */
+  completed: CompletedJson;
   corpus: CorpusTally | null;
   totals: {
     cases: number;
@@ -83,17 +93,30 @@ export interface FuzzReportJson {
 
 const inc = (m: Record<string, number>, k: string, n = 1) => void (m[k] = (m[k] ?? 0) + n);
 
+/** Sorts a record's keys (the report's maps are written in key order). */
+export function sortKeys<T>(m: Record<string, T>): Record<string, T> {
+  return Object.fromEntries(Object.entries(m).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
+/** What a report is built from. */
+export interface ReportInput {
+  readonly generator: string;
+  readonly plan: FuzzPlan;
+  readonly shard: Shard | null;
+  /** The case budget, or null for a time budget. */
+  readonly runs: number | null;
+  /** Every outcome of the run, in any order. */
+  readonly outcomes: readonly CaseOutcome[];
+  /** The file written per signature. */
+  readonly files: ReadonlyMap<string, string>;
+  readonly corpus: CorpusTally | null;
+  readonly timing: FuzzReportJson["timing"];
+  readonly interrupted: boolean;
+}
+
 /** Builds the report from every outcome (any order) and the files written per signature. */
-export function buildReport(
-  generator: string,
-  plan: FuzzPlan,
-  runs: number | null,
-  outcomes: readonly CaseOutcome[],
-  files: ReadonlyMap<string, string>,
-  corpus: CorpusTally | null,
-  timing: FuzzReportJson["timing"],
-  interrupted: boolean,
-): FuzzReportJson {
+export function buildReport(input: ReportInput): FuzzReportJson {
+  const { generator, plan, shard, runs, outcomes, files, corpus, timing, interrupted } = input;
   const sorted = [...outcomes].sort((a, b) => a.index - b.index);
   const mechanisms: Record<string, { total: number; cases: number }> = {};
   COUNTERS.forEach((c) => (mechanisms[c] = { total: 0, cases: 0 }));
@@ -146,8 +169,6 @@ export function buildReport(
     }
   }
   totals.signatures = [...bySignature.keys()].filter((s) => !knownDivergenceOf(s)).length;
-  const sortKeys = (m: Record<string, number>) =>
-    Object.fromEntries(Object.entries(m).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
   return {
     format: FUZZ_REPORT_FORMAT,
     version: FUZZ_REPORT_VERSION,
@@ -158,7 +179,9 @@ export function buildReport(
       modes: [...plan.modes],
       inject: [...plan.inject],
       runs,
+      shard: shard ? { index: shard.index, count: shard.count } : null,
     },
+    completed: encodeIndexSet(indexSetOf(sorted.map((o) => o.index)), [shard?.count ?? 1]),
     corpus,
     totals,
     coverage: {
@@ -181,8 +204,9 @@ export function buildReport(
 export function summaryText(r: FuzzReportJson): string[] {
   const t = r.totals;
   const p = r.plan;
+  const shard = p.shard ? `, shard ${p.shard.index}/${p.shard.count}` : "";
   const lines = [
-    `fuzz (${r.generator}, seed ${p.seed}, ${p.discipline}, modes ${
+    `fuzz (${r.generator}, seed ${p.seed}${shard}, ${p.discipline}, modes ${
       p.modes.join(",") || "all"
     }, inject ${p.inject.join(",") || "none"}): ${t.cases} cases, ${t.steps} steps in ${
       r.timing.elapsedSeconds.toFixed(1)

@@ -1,10 +1,10 @@
 /**
- * A fuzz worker (a Deno Worker of `fuzz.ts`): runs batches of case indices and posts each
+ * A fuzz worker (a Deno Worker of `fuzz.ts`): runs batches of global case indices and posts each
  * finding the moment it is found, then the batch's outcomes. Each case depends only on the run
  * plan and its index, so which worker runs it does not matter.
  *
- * Messages in: `{ plan, start, count }`. Out: `{ type: "finding", finding }` per finding, then
- * `{ type: "batch", start, outcomes }` (outcomes without their findings' case text).
+ * Messages in: `{ plan, indices }`. Out: `{ type: "finding", finding }` per finding, then
+ * `{ type: "batch", outcomes }` (outcomes without their findings' case text).
  *
  * @module
  */
@@ -16,17 +16,17 @@ import { type CaseOutcome, type FuzzPlan, runFuzzCase } from "../diff/fuzz_run.t
 /** A batch request. */
 export interface BatchRequest {
   readonly plan: FuzzPlan;
-  readonly start: number;
-  readonly count: number;
+  /** Global case indices, in order (consecutive, or a shard's, or the gaps a resumed run fills). */
+  readonly indices: readonly number[];
 }
 
 self.onmessage = (e: MessageEvent<BatchRequest>) => {
-  const { plan, start, count } = e.data;
+  const { plan, indices } = e.data;
   const outcomes: CaseOutcome[] = [];
-  for (let i = start; i < start + count; i++) {
+  for (const i of indices) {
     const o = runFuzzCase(i, plan, fuzzSource, fuzzSigner);
     if (o.finding) self.postMessage({ type: "finding", finding: o.finding });
     outcomes.push(o.finding ? { ...o, finding: { ...o.finding, caseText: "" } } : o);
   }
-  self.postMessage({ type: "batch", start, outcomes });
+  self.postMessage({ type: "batch", outcomes });
 };

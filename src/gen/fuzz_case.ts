@@ -38,6 +38,12 @@ export { GUEST_MODES } from "./fuzz_shape.ts";
 /** The generator's name and version, recorded in every case's `meta.found.generator`. */
 export const FUZZ_GENERATOR = "shadow-fuzz@1";
 
+/**
+ * The version of fast-check the generator runs on (the one `deno.json` imports): a case's seed
+ * gives the same case only with the same version, so provenance records it.
+ */
+export const FAST_CHECK_VERSION: string = fc.__version;
+
 /** What to generate. */
 export interface FuzzGenOptions {
   /** Guest modes a case may start in (default: all six). */

@@ -120,6 +120,8 @@ export const CaseMeta = z.strictObject({
     seed: z.string().optional(),
     generator: z.string().optional(),
     date: z.string().optional(),
+    /** The fast-check version the generator ran on (e.g. "4.10.2"): a seed replays with it. */
+    fastCheck: z.string().optional(),
   }).default({ by: "hand" }),
   /** Divergence signature, used to deduplicate findings. */
   signature: z.string().optional(),
