@@ -55,6 +55,18 @@ export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
     example: "corpus/kvm-divergences/ia32e4-mmio-store-wp0-no-dirty.json",
   },
   {
+    id: "kvm-mmio-cache-write-dirties-new-pte",
+    pattern: /^memory:[^:]+:store:\+A?\+D@[A-Z0-9]+\|mech=[^@]*mmio_cache_hits[^@]*@emulate\|/,
+    explanation: "A write fault that needs emulation runs FNAME(page_fault)'s walk, which sets " +
+      "A/D in the current gpte, but the emulator then translates the address with the MMIO " +
+      "info cache (vcpu_mmio_gva_to_gpa) filled by an earlier MMIO access to that page. When " +
+      "the guest changed the PTE without INVLPG, the data goes to the old MMIO gpa while the new " +
+      "PTE is marked dirty: no processor sets D in a PTE whose translation the write did not use",
+    reference: "x86.c vcpu_mmio_gva_to_gpa, emulator_read_write_onepage; paging_tmpl.h " +
+      "FNAME(walk_addr_generic)",
+    example: "corpus/kvm-divergences/ia32e4-mmio-cache-write-dirties-new-pte.json",
+  },
+  {
     id: "kvm-smap-lost-by-cr0-wp0-kernel-spte",
     pattern: /^observation:[^:]+:(load|store):ok-vs-pf:rights-smap@/,
     explanation: "With CR0.WP=0, FNAME(page_fault) turns a supervisor write to a read-only user " +

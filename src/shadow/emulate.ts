@@ -57,6 +57,7 @@ function vcpu_mmio_gva_to_gpa(
     (!vcpu.is_paging ||
       permission_fault(mmu, cpl, vcpu.arch.rflags_ac, vcpu.mmio_access, 0, access, 0) === 0)
   ) {
+    vcpu.kvm.count("mmio_cache_hits"); // trace_vcpu_match_mmio
     return { gpa: vcpu.mmio_gfn * 4096 + Number(gva & 0xfffn), mmio: true };
   }
   const r = mmu_gva_to_gpa(vcpu, gva, access, cpl);

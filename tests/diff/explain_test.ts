@@ -77,6 +77,8 @@ const EXPECTED_KVM_SIGNATURES: Record<string, string> = {
     "observation:legacy32:load:gpa-stale|mech=sp_reused@walk|leaf=synced",
   "legacy32-nxe-fetch-fault-id-bit.json":
     "observation:legacy32:fetch:ec:+I|mech=walk_addr_generic@exit",
+  "ia32e4-mmio-cache-write-dirties-new-pte.json":
+    "memory:ia32e4:store:+A+D@PT|mech=sp_unsync,mmio_cache_hits@emulate|leaf=unsync",
   "ia32e4-mmio-store-wp0-no-dirty.json":
     "memory:ia32e4:store:-D@PT|mech=mmio_cache_hits@emulate|leaf=mmio",
   "legacy32-mmio-spte-overwrite-skips-write-protect.json":
