@@ -17,7 +17,8 @@
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { InitialStateError } from "../../oracles/control_state.ts";
-import { caseFilesIn, loadCaseFile } from "../corpus/load_case.ts";
+import { caseFilesIn, encodeCase, loadCaseFile } from "../corpus/load_case.ts";
+import { minimizeCase } from "../minimize/minimize.ts";
 import { EXPECT_DIVERGENCE, replayCase } from "../diff/replay.ts";
 import type { CaseOutcome, Finding } from "../diff/fuzz_run.ts";
 import { FUZZ_GENERATOR, GUEST_MODES } from "../gen/fuzz_case.ts";
@@ -31,9 +32,12 @@ import { parseShard, pendingCaseIndices, type Shard, shardName } from "./shard.t
 import { freshPlan, type PlanFlags, type ResolvedPlan, resumedPlan } from "./fuzz_resume.ts";
 import { mergeReports } from "./report_merge.ts";
 
+/** The most time all minimizations of one run may take, in seconds. */
+const MINIMIZE_TOTAL_SECONDS = 300;
+
 const USAGE = `usage: deno task fuzz [--seed N] [--time SECONDS | --runs N] [--workers N]
                        [--discipline strict|relaxed|mixed] [--mode M]... [--inject NAME]...
-                       [--shard K/N] [--resume FILE]
+                       [--shard K/N] [--resume FILE] [--minimize SECONDS]
                        [--out DIR] [--json FILE] [--junit FILE] [--corpus DIR|none] [--quiet]
 
 Replays the corpus through the oracle and the shadow MMU, then runs generated cases through both
@@ -52,6 +56,8 @@ and compares them step by step. Findings are written to --out as replayable case
                     the seed it has in the unsharded run; merge shards with deno task report merge
   --resume FILE     continue the run of report FILE: skip the cases it completed and write the
                     merge of both; seed, discipline, modes, bugs and shard default to FILE's
+  --minimize S      after the run, minimize each new finding for at most S seconds (default 10;
+                    0: off; at most ${MINIMIZE_TOTAL_SECONDS} s in all) into FILE.min.json next to it
   --out DIR         where findings are written (default findings/)
   --json FILE       write the JSON report (format shadow-mmu-fuzz-report)
   --junit FILE      write a JUnit XML report
@@ -66,6 +72,7 @@ interface Flags {
   workers: number;
   planFlags: PlanFlags;
   resume: string | null;
+  minimizeSeconds: number;
   out: string;
   json: string | null;
   junit: string | null;
@@ -84,6 +91,7 @@ function parse(args: string[]): Flags | string | null {
       discipline: { type: "string" },
       shard: { type: "string" },
       resume: { type: "string" },
+      minimize: { type: "string" },
       mode: { type: "string", multiple: true },
       inject: { type: "string", multiple: true },
       out: { type: "string", default: "findings" },
@@ -128,6 +136,7 @@ function parse(args: string[]): Flags | string | null {
       shard,
     },
     resume: values.resume ?? null,
+    minimizeSeconds: int("minimize", values.minimize, 10),
     out: values.out,
     json: values.json ?? null,
     junit: values.junit ?? null,
@@ -291,7 +300,49 @@ export async function main(args: string[], embed: { abort?: AbortSignal } = {}):
   if (f.json) writeFileAtomic(resolve(base, f.json), JSON.stringify(report, null, 2) + "\n");
   if (f.junit) writeFileAtomic(resolve(base, f.junit), junitXml(report));
   if (report.findings.length > 0) status = Math.max(status, 1);
+  // Last, once everything is written: the new findings minimized, each next to its original.
+  if (!result.interrupted && f.minimizeSeconds > 0) {
+    const fresh = [...files].filter(([, v]) =>
+      v.index >= 0 && outcomes.some((o) => o.index === v.index)
+    );
+    minimizeFindings(
+      fresh.map(([signature, v]) => ({ signature, file: v.file })),
+      f.minimizeSeconds,
+    );
+  }
   return status;
+}
+
+/**
+ * Minimizes finding files (in signature order, so the output does not depend on timing) into
+ * `NAME.min.json` next to each, keeping its signature; the originals stay as they are.
+ */
+function minimizeFindings(found: { signature: string; file: string }[], seconds: number): void {
+  const deadline = performance.now() + MINIMIZE_TOTAL_SECONDS * 1000;
+  for (const { signature, file } of found.sort((a, b) => a.signature < b.signature ? -1 : 1)) {
+    const left = deadline - performance.now();
+    if (left <= 0) {
+      console.error(
+        `minimize: out of time (${MINIMIZE_TOTAL_SECONDS} s); the rest are kept as found`,
+      );
+      return;
+    }
+    const loaded = loadCaseFile(file);
+    if (!loaded.ok) continue;
+    try {
+      const r = minimizeCase(loaded.case, { signature, budgetMs: Math.min(seconds * 1000, left) });
+      const c = structuredClone(r.case);
+      c.meta.found = { ...c.meta.found, by: "minimize" };
+      const out = file.replace(/\.json$/, "") + ".min.json";
+      writeFileAtomic(out, encodeCase(c));
+      console.error(
+        `minimized: ${r.before.ops} -> ${r.after.ops} ops, ${r.before.pages} -> ${r.after.pages} ` +
+          `pages${r.exhausted ? " (budget spent)" : ""} -> ${out}`,
+      );
+    } catch (e: unknown) {
+      console.error(`minimize: ${file}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -1,6 +1,7 @@
 /**
  * The fuzz command, in-process: usage errors, the report's determinism across worker counts,
- * finding an injected bug (written atomically as a valid, replayable case), and a clean stop
+ * finding an injected bug (written atomically as a valid, replayable case, then minimized next
+ * to it), and a clean stop
  * (the same path SIGINT/SIGTERM take) that keeps every finding it reported.
  *
  * @module
@@ -12,6 +13,7 @@ import { captureAsync, type Captured } from "../_helpers/capture.ts";
 import { loadCaseFile } from "../../src/corpus/load_case.ts";
 import { runDifferential } from "../../src/diff/differential.ts";
 import { kvm_mmu_audit } from "../../src/shadow/audit.ts";
+import { signatureOf } from "../../src/minimize/minimize.ts";
 
 const SCRATCH = ".tmp/fuzz_test";
 
@@ -113,6 +115,21 @@ Deno.test("fuzz --inject: finds the bug, writes a replayable case, JSON and JUni
     }
   }
   ok(causedByTheBug >= 1, "at least one finding passes with the bug switched off");
+  // Each finding is kept as found and, next to it, minimized with the same signature.
+  const originals = files.filter((f) => !f.endsWith(".min.json"));
+  deepStrictEqual(
+    files.filter((f) => f.endsWith(".min.json")).sort(),
+    originals.map((f) => f.replace(/\.json$/, ".min.json")).sort(),
+  );
+  for (const f of originals) {
+    const a = loadCaseFile(`${SCRATCH}/found/${f}`),
+      b = loadCaseFile(`${SCRATCH}/found/${f.replace(/\.json$/, ".min.json")}`);
+    ok(a.ok && b.ok);
+    equal(signatureOf(b.case), signatureOf(a.case), f);
+    ok(b.case.program.length <= a.case.program.length, f);
+    equal(b.case.meta.found.by, "minimize");
+  }
+  match(r.err, /^minimized: \d+ -> \d+ ops/m);
   const report = JSON.parse(readFileSync(`${SCRATCH}/r.json`, "utf8"));
   ok(report.findings.length >= 1);
   match(
