@@ -115,13 +115,13 @@ export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
   },
   {
     id: "kvm-sync-refreshes-stale-mmio-spte",
-    pattern: /^(observation:[^:]+:(load|fetch):value|memory:[^:]+:store:data)\|.*\|leaf=mmio-ram$/,
+    pattern: /^(observation:[^:]+:(load|fetch):value|memory:[^:]+:store:[^|]+)\|.*\|leaf=mmio-ram$/,
     explanation: "FNAME(sync_spte) -> sync_mmio_spte (from a sync of the unsync page, or from " +
       "the invalidation kvm_inject_emulated_page_fault does) re-marks an MMIO SPTE whose gfn is " +
       "unchanged with the current memslot generation, without checking that the gfn still has " +
       "no memslot. If a memslot was created at that gfn since, the stale MMIO SPTE becomes " +
       "current again and the RAM keeps being emulated as MMIO: loads read the device, stores go to " +
-      "the device instead of RAM (a candidate KVM bug; a VMM that dispatches MMIO exits through " +
+      "the device instead of RAM (and, through the MMIO info cache, may skip the walk that sets D) (a candidate KVM bug; a VMM that dispatches MMIO exits through " +
       "its own memory map would hide it, our model's VMM does not)",
     reference: "mmu.c sync_mmio_spte, mark_mmio_spte; found by this harness",
     example: "corpus/kvm-divergences/legacy32-sync-refreshes-stale-mmio-spte.json",

@@ -91,6 +91,8 @@ const EXPECTED_KVM_SIGNATURES: Record<string, string> = {
     "observation:legacy32:load:value|mech=pf_mmio_spte_created@emulate|leaf=mmio-ram",
   "pae-not-present-pf-keeps-unsync-spte.json":
     "observation:pae:load:ok-vs-pf:not-present@PT|mech=none@walk|leaf=unsync|after=pf-not-present",
+  "pae-stale-mmio-spte-store-no-dirty.json":
+    "memory:pae:store:-D@PT|mech=pf_mmio_spte_created,mmio_cache_hits@emulate|leaf=mmio-ram",
   "pae-rsvd-pf-keeps-unsync-spte.json":
     "observation:pae:load:ok-vs-pf:reserved@PT|mech=none@walk|leaf=unsync|after=pf-rsvd",
 };
