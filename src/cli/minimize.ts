@@ -9,9 +9,9 @@
  * @module
  */
 import { basename, dirname, join, relative, resolve } from "node:path";
-import { parseArgs } from "node:util";
 import { encodeCase, loadCaseFile } from "../corpus/load_case.ts";
 import { minimizeCase, signatureOf } from "../minimize/minimize.ts";
+import { parseCommandLine } from "./command_line.ts";
 import { writeFileAtomic } from "./write_atomic.ts";
 
 const USAGE = `usage: deno task minimize FILE [-o OUT] [--budget 30s] [--signature SIG]
@@ -35,26 +35,12 @@ export function parseDuration(text: string): number | null {
 
 /** Runs the minimize command; returns the exit status. */
 export function main(args: string[]): number {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        out: { type: "string", short: "o" },
-        budget: { type: "string" },
-        signature: { type: "string" },
-        help: { type: "boolean" },
-      },
-    });
-  } catch (e: unknown) {
-    console.error(`minimize: ${e instanceof Error ? e.message : String(e)}\n${USAGE}`);
-    return 2;
-  }
-  if (parsed.values.help) {
-    console.log(USAGE);
-    return 0;
-  }
+  const parsed = parseCommandLine("minimize", USAGE, args, {
+    out: { type: "string", short: "o" },
+    budget: { type: "string" },
+    signature: { type: "string" },
+  });
+  if (typeof parsed === "number") return parsed;
   if (parsed.positionals.length !== 1) {
     console.error(`minimize: give exactly one case file\n${USAGE}`);
     return 2;

@@ -12,11 +12,11 @@
  * @module
  */
 import { relative, resolve } from "node:path";
-import { parseArgs } from "node:util";
 import { InitialStateError } from "../../oracles/control_state.ts";
 import { caseFilesIn, loadCaseFile } from "../corpus/load_case.ts";
 import { EXPECT_DIVERGENCE, REPLAY_FORMAT, REPLAY_VERSION, replayCase } from "../diff/replay.ts";
 import { kvm_mmu_audit } from "../shadow/audit.ts";
+import { parseCommandLine } from "./command_line.ts";
 import { replayText } from "./replay_text.ts";
 
 const USAGE = `usage: deno task replay FILE|DIR... [--json] [--trace] [--events] [--oracle-only]
@@ -32,27 +32,13 @@ Exit status: 0 all ran as expected, 1 an unexpected divergence, 2 usage or inval
 
 /** Runs the replay command; returns the exit status. */
 export function main(args: string[]): number {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        json: { type: "boolean" },
-        trace: { type: "boolean" },
-        events: { type: "boolean" },
-        "oracle-only": { type: "boolean" },
-        help: { type: "boolean" },
-      },
-    });
-  } catch (e: unknown) {
-    console.error(`replay: ${e instanceof Error ? e.message : String(e)}\n${USAGE}`);
-    return 2;
-  }
-  if (parsed.values.help) {
-    console.log(USAGE);
-    return 0;
-  }
+  const parsed = parseCommandLine("replay", USAGE, args, {
+    json: { type: "boolean" },
+    trace: { type: "boolean" },
+    events: { type: "boolean" },
+    "oracle-only": { type: "boolean" },
+  });
+  if (typeof parsed === "number") return parsed;
   if (parsed.positionals.length === 0) {
     console.error(`replay: no case file or directory given\n${USAGE}`);
     return 2;

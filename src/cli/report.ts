@@ -11,7 +11,7 @@
  * @module
  */
 import { resolve } from "node:path";
-import { parseArgs } from "node:util";
+import { parseCommandLine } from "./command_line.ts";
 import { type FuzzReportJson, junitXml, summaryText } from "./fuzz_report.ts";
 import { MergeError, mergeReports, type ReportPiece } from "./report_merge.ts";
 import { readReport, ReportFileError } from "./report_schema.ts";
@@ -42,26 +42,12 @@ function missingShards(reports: readonly FuzzReportJson[]): string | null {
 
 /** Runs the report command; returns the exit status. */
 export function main(args: string[]): number {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        json: { type: "string" },
-        junit: { type: "string" },
-        help: { type: "boolean" },
-      },
-    });
-  } catch (e: unknown) {
-    console.error(`report: ${(e as Error).message}\n${USAGE}`);
-    return 2;
-  }
+  const parsed = parseCommandLine("report", USAGE, args, {
+    json: { type: "string" },
+    junit: { type: "string" },
+  });
+  if (typeof parsed === "number") return parsed;
   const { values, positionals } = parsed;
-  if (values.help) {
-    console.log(USAGE);
-    return 0;
-  }
   const [command, ...files] = positionals;
   if (command !== "merge" || files.length === 0) {
     const why = command === "merge"

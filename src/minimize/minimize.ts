@@ -185,12 +185,14 @@ function greedy(
   fails: (c: Case) => boolean,
   budget: Budget,
 ): Case {
+  let text = encodeCase(c);
   for (const change of candidates(c)) {
     const made = change(c);
     const candidate = made && legal(made);
-    if (!candidate || encodeCase(candidate) === encodeCase(c)) continue;
+    const candidateText = candidate && encodeCase(candidate);
+    if (!candidate || candidateText === text) continue;
     if (!budget.spend()) return c;
-    if (fails(candidate)) c = candidate;
+    if (fails(candidate)) [c, text] = [candidate, candidateText!];
   }
   return c;
 }
