@@ -4,7 +4,7 @@
  * findings, not failing the run). Each entry names the signatures it covers, why KVM differs,
  * where that is documented, and a corpus case that shows it (tested to diverge).
  *
- * Add an entry only with a case in `corpus/kvm-divergences/` and a reason a KVM developer would
+ * Add an entry only with a case in `corpus/<mode>/` tagged `kvm-divergence` and a reason a KVM developer would
  * accept; anything else stays a finding.
  *
  * @module
@@ -33,7 +33,7 @@ export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
       "and a vCPU with EFER.NXE=0 (CR4.PSE=0) uses SPTEs another vCPU built with NXE=1 (PSE=1): " +
       "no reserved-bit #PF for XD, a 4 MiB mapping for a PDE that points at a page table",
     reference: "kvm-shadow-mmu.md §4 items 1 and 2",
-    example: "corpus/kvm-divergences/ia32e4-nxe-clear-xd-becomes-reserved.json",
+    example: "corpus/ia32e4/nxe-clear-xd-becomes-reserved.json",
   },
   {
     id: "kvm-legacy32-fetch-fault-sets-id",
@@ -42,7 +42,7 @@ export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
       "set (walk_addr_generic: is_efer_nx || is_cr4_smep); with 32-bit paging the SDM sets I/D " +
       "only when CR4.SMEP=1 (NX needs PAE paging), so a 32-bit guest with EFER.NXE=1 sees I/D=1",
     reference: "SDM Vol. 3A §4.7 (I/D flag); x86-paging-spec.md §7 row 33; paging_tmpl.h",
-    example: "corpus/kvm-divergences/legacy32-nxe-fetch-fault-id-bit.json",
+    example: "corpus/legacy32/nxe-fetch-fault-id-bit.json",
   },
   {
     id: "kvm-mmio-cache-skips-dirty-with-wp0",
@@ -52,7 +52,7 @@ export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
       "leaf gpte's D bit is never set. KVM relies on the cached access lacking W for a clean " +
       "gpte, but with CR0.WP=0 a supervisor write passes that check",
     reference: "x86.c vcpu_mmio_gva_to_gpa; mmu.c kvm_handle_noslot_fault",
-    example: "corpus/kvm-divergences/ia32e4-mmio-store-wp0-no-dirty.json",
+    example: "corpus/ia32e4/mmio-store-wp0-no-dirty.json",
   },
   {
     id: "kvm-mmio-cache-write-dirties-new-pte",
@@ -64,7 +64,7 @@ export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
       "PTE is marked dirty: no processor sets D in a PTE whose translation the write did not use",
     reference: "x86.c vcpu_mmio_gva_to_gpa, emulator_read_write_onepage; paging_tmpl.h " +
       "FNAME(walk_addr_generic)",
-    example: "corpus/kvm-divergences/ia32e4-mmio-cache-write-dirties-new-pte.json",
+    example: "corpus/ia32e4/mmio-cache-write-dirties-new-pte.json",
   },
   {
     id: "kvm-smap-lost-by-cr0-wp0-kernel-spte",
@@ -74,7 +74,7 @@ export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
       "the SPTE is made; a later supervisor data access with AC=0 is not stopped by hardware SMAP " +
       "(the SPTE says kernel page), where the architecture requires a SMAP #PF",
     reference: "kvm-shadow-mmu.md §4 item 3",
-    example: "corpus/kvm-divergences/ia32e4-smap-wp0-ac-write-then-read.json",
+    example: "corpus/ia32e4/smap-wp0-ac-write-then-read.json",
   },
   {
     id: "kvm-not-present-pf-keeps-unsync-spte",
@@ -86,7 +86,7 @@ export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
       "#PF injected with P=0 leaves that SPTE, so a later access uses the old translation where " +
       "the architecture's #PF invalidated it",
     reference: "x86.c kvm_inject_emulated_page_fault; SDM Vol. 3A §4.10.4.1 (#PF invalidates)",
-    example: "corpus/kvm-divergences/pae-not-present-pf-keeps-unsync-spte.json",
+    example: "corpus/pae/not-present-pf-keeps-unsync-spte.json",
   },
   {
     id: "kvm-rsvd-pf-keeps-unsync-spte",
@@ -98,7 +98,7 @@ export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
       "faulted, KVM's walker injects #PF with RSVD=1 and keeps the SPTE, so a later read uses " +
       "the old translation where the architecture's #PF invalidated it",
     reference: "x86.c kvm_inject_emulated_page_fault; SDM Vol. 3A §4.10.4.1 (#PF invalidates)",
-    example: "corpus/kvm-divergences/pae-rsvd-pf-keeps-unsync-spte.json",
+    example: "corpus/pae/rsvd-pf-keeps-unsync-spte.json",
   },
   {
     id: "kvm-mmio-spte-overwrite-skips-unsync",
@@ -111,7 +111,7 @@ export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
       "write tracking (a candidate KVM bug)",
     reference: "spte.c make_spte (is_writable_pte(old_spte)); mmu.c mmu_set_spte; found by this " +
       "harness",
-    example: "corpus/kvm-divergences/legacy32-mmio-spte-overwrite-skips-write-protect.json",
+    example: "corpus/legacy32/mmio-spte-overwrite-skips-write-protect.json",
   },
   {
     id: "kvm-sync-refreshes-stale-mmio-spte",
@@ -124,7 +124,7 @@ export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
       "the device instead of RAM (and, through the MMIO info cache, may skip the walk that sets D) (a candidate KVM bug; a VMM that dispatches MMIO exits through " +
       "its own memory map would hide it, our model's VMM does not)",
     reference: "mmu.c sync_mmio_spte, mark_mmio_spte; found by this harness",
-    example: "corpus/kvm-divergences/legacy32-sync-refreshes-stale-mmio-spte.json",
+    example: "corpus/legacy32/sync-refreshes-stale-mmio-spte.json",
   },
 ];
 

@@ -6,23 +6,27 @@ import { deepStrictEqual, equal, match, ok } from "node:assert/strict";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { main as replay } from "../../src/cli/replay.ts";
 import { capture } from "../_helpers/capture.ts";
+import { corpusCases } from "../_helpers/corpus_cases.ts";
 
 const SCRATCH = ".tmp/cli_test";
 
 Deno.test("replay: the corpus runs on both sides, one line per step, a verdict per case, exit 0", () => {
-  const r = capture(() => replay(["corpus/oracle"]));
+  const r = capture(() => replay(corpusCases("oracle").map((c) => c.file)));
   equal(r.status, 0, r.err);
-  match(r.out, /pae-pdpte-edit-needs-reload\.json: PAE.*oracle \+ SUT\)/);
+  match(r.out, /pae\/pdpte-edit-needs-reload\.json: PAE.*oracle \+ SUT\)/);
   match(r.out, /#7 cpu0 load la=0x1000 cpl0 -> ok gpa=0x8000/);
   match(r.out, /verdict: pass/);
   match(r.out, /sut counters: pf_taken=\d+/);
   // The PSE-36 case documents a divergence where the SUT is faithful to KVM (expect:divergence).
-  match(r.out, /legacy32-pse36[^\n]*\n(.*\n)*?\s+verdict: DIVERGENCE at step 3 \(invariant\): I-8/);
+  match(
+    r.out,
+    /legacy32\/pse36[^\n]*\n(.*\n)*?\s+verdict: DIVERGENCE at step 3 \(invariant\): I-8/,
+  );
 });
 
 Deno.test("replay --events: the SUT's event log under each step, next to the oracle's walk", () => {
   const r = capture(() =>
-    replay(["corpus/smoke/ia32e4-invlpg-syncs-unsync-pte.json", "--events", "--trace"])
+    replay(["corpus/ia32e4/invlpg-syncs-unsync-pte.json", "--events", "--trace"])
   );
   equal(r.status, 0, r.err);
   match(
@@ -34,7 +38,7 @@ Deno.test("replay --events: the SUT's event log under each step, next to the ora
 
 Deno.test("replay: an unexpected divergence exits 1; --oracle-only runs the oracle alone", () => {
   mkdirSync(SCRATCH, { recursive: true });
-  const c = JSON.parse(Deno.readTextFileSync("corpus/oracle/legacy32-pse36-4mib-page.json"));
+  const c = JSON.parse(Deno.readTextFileSync("corpus/legacy32/pse36-4mib-page.json"));
   c.meta.tags = [];
   writeFileSync(`${SCRATCH}/untagged.json`, JSON.stringify(c));
   equal(capture(() => replay([`${SCRATCH}/untagged.json`])).status, 1);
@@ -46,7 +50,7 @@ Deno.test("replay: an unexpected divergence exits 1; --oracle-only runs the orac
 
 Deno.test("replay --json: one stable document with every step and its allowed outcomes", () => {
   const r = capture(() =>
-    replay(["corpus/oracle/ia32e4-pte-edit-stale-until-invlpg.json", "--json", "--trace"])
+    replay(["corpus/ia32e4/pte-edit-stale-until-invlpg.json", "--json", "--trace"])
   );
   equal(r.status, 0, r.err);
   const doc = JSON.parse(r.out);
@@ -82,12 +86,12 @@ Deno.test("replay --json: one stable document with every step and its allowed ou
 Deno.test("replay: an invalid file names the file and the JSON path, exit 2, other files still run", () => {
   rmSync(SCRATCH, { recursive: true, force: true });
   mkdirSync(SCRATCH, { recursive: true });
-  const bad = JSON.parse(Deno.readTextFileSync("corpus/oracle/ia32e5-la57-high-address.json"));
+  const bad = JSON.parse(Deno.readTextFileSync("corpus/ia32e5/la57-high-address.json"));
   bad.program[1].la = "0x12345"; // not 8-byte aligned
   bad.cpu.maxPhyAddr = 60;
   writeFileSync(`${SCRATCH}/bad.json`, JSON.stringify(bad));
   writeFileSync(`${SCRATCH}/broken.json`, "{ not json");
-  Deno.copyFileSync("corpus/oracle/pae-pdpte-edit-needs-reload.json", `${SCRATCH}/good.json`);
+  Deno.copyFileSync("corpus/pae/pdpte-edit-needs-reload.json", `${SCRATCH}/good.json`);
   const r = capture(() => replay([SCRATCH]));
   equal(r.status, 2);
   match(r.err, /bad\.json: \$\.cpu\.maxPhyAddr: /);
@@ -99,7 +103,7 @@ Deno.test("replay: an invalid file names the file and the JSON path, exit 2, oth
 
 Deno.test("replay: an impossible initial state (PAE PDPTE with reserved bits) is an input error", () => {
   mkdirSync(SCRATCH, { recursive: true });
-  const c = JSON.parse(Deno.readTextFileSync("corpus/oracle/pae-pdpte-edit-needs-reload.json"));
+  const c = JSON.parse(Deno.readTextFileSync("corpus/pae/pdpte-edit-needs-reload.json"));
   c.memory[0].words["0"] = "0x2021"; // PDPTE0: P=1 with bit 5 (reserved in PAE PDPTEs)
   writeFileSync(`${SCRATCH}/pdpte.json`, JSON.stringify(c));
   const r = capture(() => replay([`${SCRATCH}/pdpte.json`]));

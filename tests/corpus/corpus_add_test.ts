@@ -24,8 +24,8 @@ import { INJECTED_BUGS } from "../../src/shadow/bugs.ts";
 const CORPUS = fileURLToPath(new URL("../../corpus/", import.meta.url));
 const SCRATCH = join(".tmp", "corpus-add-test");
 const TODAY = "2025-01-02";
-const KNOWN = "kvm-divergences/pae-rsvd-pf-keeps-unsync-spte.json";
-const SMOKE_BUG = "smoke/ia32e4-invlpg-syncs-unsync-pte.json";
+const KNOWN = "pae/rsvd-pf-keeps-unsync-spte.json";
+const SMOKE_BUG = "ia32e4/invlpg-syncs-unsync-pte.json";
 
 function corpusCase(name: string): Case {
   const l = loadCaseFile(join(CORPUS, name));

@@ -1,7 +1,6 @@
 /**
  * `corpus check` over the whole of `corpus/`, recursively, one test step per case file: every
- * folder, today's (`smoke/`, `oracle/`, `kvm-divergences/`) and any added later (imported
- * findings go to `corpus/<mode>/`), is replayed on both sides with the SUT's audit and must
+ * folder (one per guest mode, `corpus/<mode>/`, and any other added later) is replayed on both sides with the SUT's audit and must
  * behave as each case documents. Then the check's own rules, on variants of corpus cases: what
  * a case expects (`expect:divergence`, `sut.inject`, `bug:NAME` tags), the runs that check an
  * injected bug on and off, invalid tags and impossible initial states, and the exit status.
@@ -73,7 +72,7 @@ Deno.test("corpus check: checkCorpus finds the same files as a plain directory w
   const r = checkCorpus([CORPUS], (p) => relative(CORPUS, p));
   deepStrictEqual(r.files.map((f) => f.file), FILES.map((f) => relative(CORPUS, f)));
   const folders = new Set(FILES.map((f) => relative(CORPUS, f).split("/")[0]));
-  for (const d of ["smoke", "oracle", "kvm-divergences"]) ok(folders.has(d), d);
+  for (const d of ["disabled", "legacy32", "pae", "ia32e4", "ia32e5"]) ok(folders.has(d), d);
   equal(r.status, 0, r.files.map(failureLine).filter((l) => l !== null).join("\n"));
   equal(r.summary.files, FILES.length);
   equal(r.summary.pass + r.summary.expected + r.summary.unsupported, FILES.length);
@@ -97,7 +96,7 @@ Deno.test("corpus check: every injected bug is switched on by some corpus case, 
 });
 
 Deno.test("corpus check: a bug:NAME case diverges with the bug on and passes with it off", () => {
-  const c = corpusCase("smoke/ia32e4-invlpg-syncs-unsync-pte.json");
+  const c = corpusCase("ia32e4/invlpg-syncs-unsync-pte.json");
   const tagged = checkCase(c, "tagged.json");
   equal(tagged.status, "pass");
   deepStrictEqual(runsOf(tagged), ["as written: pass", "with bug invlpg_no_sync: divergence"]);
@@ -118,12 +117,12 @@ Deno.test("corpus check: a bug:NAME case diverges with the bug on and passes wit
 });
 
 Deno.test("corpus check: expect:divergence must diverge; a documented divergence with a bug on diverges both ways", () => {
-  const passing = corpusCase("smoke/ia32e4-invlpg-syncs-unsync-pte.json");
+  const passing = corpusCase("ia32e4/invlpg-syncs-unsync-pte.json");
   const r = checkCase(variant(passing, [EXPECT_DIVERGENCE]), "tagged.json");
   equal(r.status, "unexpected");
   ok(failureLine(r)!.includes("as written: passed, expected a divergence"), failureLine(r)!);
 
-  const kvm = corpusCase("kvm-divergences/pae-rsvd-pf-keeps-unsync-spte.json");
+  const kvm = corpusCase("pae/rsvd-pf-keeps-unsync-spte.json");
   equal(checkCase(kvm, "kvm.json").status, "expected");
   const untagged = checkCase(variant(kvm, ["mode:pae"]), "untagged.json");
   equal(untagged.status, "unexpected");
@@ -134,7 +133,7 @@ Deno.test("corpus check: expect:divergence must diverge; a documented divergence
 });
 
 Deno.test("corpus check: an unknown bug tag and an impossible initial state are invalid, at a JSON path", () => {
-  const c = corpusCase("smoke/ia32e4-invlpg-syncs-unsync-pte.json");
+  const c = corpusCase("ia32e4/invlpg-syncs-unsync-pte.json");
   const r = checkCase(variant(c, ["smoke", "bug:no_such_bug"]), "bug.json");
   equal(r.status, "invalid");
   deepStrictEqual(r.problems.map((p) => p.path), ["$.meta.tags[1]"]);
@@ -145,7 +144,7 @@ Deno.test("corpus check: an unknown bug tag and an impossible initial state are 
   );
 
   // A PAE PDPTE with a reserved bit (bit 1) cannot be loaded at the initial MOV CR3.
-  const pae = corpusCase("smoke/pae-pdpte-edit-reload.json");
+  const pae = corpusCase("pae/pdpte-edit-reload.json");
   const bad = structuredClone(pae);
   bad.memory.find((p) => p.gfn === pae.control.cr3 >> 12n)!.words["0"]! |= 0x2n;
   const s = checkCase(bad, "pdpte.json");
@@ -157,7 +156,7 @@ Deno.test("corpus check: files in a directory each get a result; exit 2 for an i
   rmSync(SCRATCH, { recursive: true, force: true });
   const dir = join(SCRATCH, "mixed");
   mkdirSync(join(dir, "deeper"), { recursive: true });
-  const c = corpusCase("smoke/ia32e4-invlpg-syncs-unsync-pte.json");
+  const c = corpusCase("ia32e4/invlpg-syncs-unsync-pte.json");
   writeFileSync(join(dir, "a-pass.json"), encodeCase(c));
   writeFileSync(
     join(dir, "deeper", "b-unexpected.json"),

@@ -1,7 +1,7 @@
 /**
  * Corrupted case files get clean errors, never crashes.
  *
- * Every valid case in `corpus/oracle/` is mutated, deterministically (a seeded PRNG picks the
+ * Every valid case in the corpus tagged `oracle` is mutated, deterministically (a seeded PRNG picks the
  * sample values), once per JSON node and mutation kind: required fields deleted, values of the
  * wrong JSON type, bad hex strings, out-of-range numbers and addresses, bad word indices, unknown
  * keys in strict objects, unknown op names, wrong format and version, and semantic conflicts the
@@ -15,9 +15,8 @@
  * and so does an impossible initial state the oracle finds (a PAE PDPTE with reserved bits).
  */
 import { deepStrictEqual, equal, ok } from "node:assert/strict";
-import { readdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { isDeepStrictEqual } from "node:util";
 import { InitialStateError } from "../../oracles/control_state.ts";
 import {
@@ -30,12 +29,12 @@ import { replayCase } from "../../src/diff/replay.ts";
 import { Prng } from "../../src/gen/prng.ts";
 import type { Case } from "../../src/model/case.ts";
 import { hex, HEX64_PATTERN, U64_MAX } from "../../src/model/hex.ts";
+import { corpusCases } from "../_helpers/corpus_cases.ts";
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 type JsonObject = { [key: string]: Json };
 type Key = string | number;
 
-const CORPUS_DIR = fileURLToPath(new URL("../../corpus/oracle/", import.meta.url));
 const SCRATCH = ".tmp";
 
 /** One valid case of the corpus: its file name, text, JSON tree and decoded case. */
@@ -47,9 +46,8 @@ interface Source {
 }
 
 function loadSources(): Source[] {
-  const names = readdirSync(CORPUS_DIR).filter((n) => n.endsWith(".json")).sort();
-  return names.map((name) => {
-    const text = readFileSync(join(CORPUS_DIR, name), "utf8");
+  return corpusCases("oracle").map(({ name, file }) => {
+    const text = readFileSync(file, "utf8");
     const loaded = parseCase(text, name);
     if (!loaded.ok) throw new Error(`corpus case does not parse:\n${loaded.error.message}`);
     return { name, text, json: JSON.parse(text) as JsonObject, decoded: loaded.case };
@@ -561,7 +559,7 @@ function allMutants(): Mutant[] {
 
 const MUTANTS = allMutants();
 
-Deno.test("every corpus/oracle case parses cleanly before it is mutated", () => {
+Deno.test("every oracle corpus case (tag `oracle`) parses cleanly before it is mutated", () => {
   ok(SOURCES.length >= 5, `expected the oracle corpus, found ${SOURCES.length} cases`);
   for (const src of SOURCES) equal(parseCase(src.text, src.name).ok, true, src.name);
 });
@@ -733,7 +731,7 @@ Deno.test("loadCaseFile reports bad files, and a missing one, under the file's p
 // The initial state the oracle rejects.
 
 Deno.test("a PAE PDPTE with P=1 and a reserved bit: InitialStateError at $.control.cr3", () => {
-  const src = SOURCES.find((s) => s.name === "pae-pdpte-edit-needs-reload.json");
+  const src = SOURCES.find((s) => s.name === "pae/pdpte-edit-needs-reload.json");
   ok(src !== undefined, "the PAE corpus case");
   const cr3 = src.decoded.control.cr3;
   const page = src.json.memory as JsonObject[];

@@ -1,8 +1,8 @@
 /**
- * The differential smoke test: every hand-written program of `corpus/smoke/` (and the oracle's
- * hand cases in `corpus/oracle/`) runs through the oracle and the SUT with the invariant audit
- * after every step, and must pass (or diverge, when tagged `expect:divergence`, as the cases of
- * `corpus/kvm-divergences/` do: places where KVM, and so the SUT, differs from the
+ * The differential smoke test: every hand-written program of the corpus (tag `smoke`; and the
+ * oracle's hand cases, tag `oracle`) runs through the oracle and the SUT with the invariant audit
+ * after every step, and must pass (or diverge, when tagged `expect:divergence`, as the cases
+ * tagged `kvm-divergence` do: places where KVM, and so the SUT, differs from the
  * architecture, kvm-shadow-mmu.md §4); every injected
  * bug makes its targeted programs diverge and turning it off makes them pass; and the
  * comparison contract itself detects what it must.
@@ -11,7 +11,7 @@
  */
 import { deepStrictEqual, equal, ok } from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { caseFilesIn, loadCaseFile } from "../../src/corpus/load_case.ts";
+import { loadCaseFile } from "../../src/corpus/load_case.ts";
 import { runDifferential } from "../../src/diff/differential.ts";
 import { EXPECT_DIVERGENCE } from "../../src/diff/replay.ts";
 import type { Case } from "../../src/model/case.ts";
@@ -20,21 +20,12 @@ import { INJECTED_BUGS } from "../../src/shadow/bugs.ts";
 import { divergenceSignature } from "../../src/diff/explain.ts";
 import { KNOWN_DIVERGENCES, knownDivergenceOf } from "../../src/diff/known_divergences.ts";
 import { buildCase, LA4, op, tables4 } from "../_helpers/case_builder.ts";
+import { corpusCases } from "../_helpers/corpus_cases.ts";
 
-const dir = (d: string) => fileURLToPath(new URL(`../../corpus/${d}/`, import.meta.url));
-
-function load(d: string): { name: string; c: Case }[] {
-  return caseFilesIn([dir(d)]).map((file) => {
-    const l = loadCaseFile(file);
-    if (!l.ok) throw new Error(l.error.message);
-    return { name: file.split("/").pop()!, c: l.case };
-  });
-}
-
-const SMOKE = load("smoke");
-const ORACLE = load("oracle");
+const SMOKE = corpusCases("smoke");
+const ORACLE = corpusCases("oracle");
 /** Candidate KVM divergences of kvm-shadow-mmu.md §4 that the SUT, faithful to KVM, shows. */
-const KVM_DIVERGENCES = load("kvm-divergences");
+const KVM_DIVERGENCES = corpusCases("kvm-divergence");
 const MODES = ["disabled", "legacy32", "pae", "ia32e4", "ia32e5"];
 
 /** Runs with the audit after every step; returns the verdict as one line of text. */

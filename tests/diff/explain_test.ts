@@ -1,6 +1,6 @@
 /**
  * Divergence explanations and signatures on real diverging cases: the hand programs of
- * `corpus/smoke/` tagged `bug:<name>` run with that bug injected (with and without the audit),
+ * the corpus (tag `smoke`) tagged `bug:<name>` run with that bug injected (with and without the audit),
  * and the documented KVM divergences (`expect:divergence`); plus the signature's "what
  * differs" rules on doctored steps, and `deno task replay` showing the side-by-side block.
  *
@@ -8,9 +8,7 @@
  */
 import { deepStrictEqual, equal, match, notEqual, ok } from "node:assert/strict";
 import { mkdirSync, writeFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import { main as replay } from "../../src/cli/replay.ts";
-import { caseFilesIn, loadCaseFile } from "../../src/corpus/load_case.ts";
 import {
   type DiffResult,
   type DiffStep,
@@ -28,19 +26,10 @@ import type { Case } from "../../src/model/case.ts";
 import type { SutStep } from "../../src/shadow/machine.ts";
 import { kvm_mmu_audit } from "../../src/shadow/audit.ts";
 import { capture } from "../_helpers/capture.ts";
-
-const dir = (d: string) => fileURLToPath(new URL(`../../corpus/${d}/`, import.meta.url));
-
-function load(d: string): { name: string; c: Case }[] {
-  return caseFilesIn([dir(d)]).map((file) => {
-    const l = loadCaseFile(file);
-    if (!l.ok) throw new Error(l.error.message);
-    return { name: file.split("/").pop()!, c: l.case };
-  });
-}
+import { corpusCases } from "../_helpers/corpus_cases.ts";
 
 /** The smoke programs aimed at an injected bug, with that bug switched on. */
-const BUGS = load("smoke").flatMap(({ name, c }) =>
+const BUGS = corpusCases("smoke").flatMap(({ name, c }) =>
   c.meta.tags.filter((t) => t.startsWith("bug:")).map((t) => ({
     bug: t.slice(4),
     name,
@@ -49,7 +38,7 @@ const BUGS = load("smoke").flatMap(({ name, c }) =>
 );
 
 /** The documented KVM divergences (the SUT is faithful to KVM there). */
-const KVM = [...load("kvm-divergences"), ...load("oracle")]
+const KVM = corpusCases()
   .filter(({ c }) => c.meta.tags.includes(EXPECT_DIVERGENCE));
 
 function explain(c: Case, audit: boolean): DivergenceExplanation {
@@ -69,31 +58,31 @@ const EXPECTED_BUG_SIGNATURES: Record<string, string> = {
 };
 
 const EXPECTED_KVM_SIGNATURES: Record<string, string> = {
-  "ia32e4-nxe-clear-xd-becomes-reserved.json":
+  "ia32e4/nxe-clear-xd-becomes-reserved.json":
     "observation:ia32e4:load:ok-vs-pf:reserved-xd@PT|mech=sp_reused@walk|leaf=synced",
-  "ia32e4-smap-wp0-ac-write-then-read.json":
+  "ia32e4/smap-wp0-ac-write-then-read.json":
     "observation:ia32e4:load:ok-vs-pf:rights-smap@PT|mech=none@tlb|leaf=synced",
-  "legacy32-pse36-4mib-page.json":
+  "legacy32/pse36-4mib-page.json":
     "observation:legacy32:load:gpa-stale|mech=sp_reused@walk|leaf=synced",
-  "legacy32-nxe-fetch-fault-id-bit.json":
+  "legacy32/nxe-fetch-fault-id-bit.json":
     "observation:legacy32:fetch:ec:+I|mech=walk_addr_generic@exit",
-  "ia32e4-mmio-cache-write-dirties-new-pte.json":
+  "ia32e4/mmio-cache-write-dirties-new-pte.json":
     "memory:ia32e4:store:+A+D@PT|mech=sp_unsync,mmio_cache_hits@emulate|leaf=unsync",
-  "ia32e4-mmio-store-wp0-no-dirty.json":
+  "ia32e4/mmio-store-wp0-no-dirty.json":
     "memory:ia32e4:store:-D@PT|mech=mmio_cache_hits@emulate|leaf=mmio",
-  "legacy32-mmio-spte-overwrite-skips-write-protect.json":
+  "legacy32/mmio-spte-overwrite-skips-write-protect.json":
     "invariant:legacy32:store:I-6a|mech=mmio_spte_replaced@exit",
-  "legacy32-two-vcpus-cr4-pse-differ.json":
+  "legacy32/two-vcpus-cr4-pse-differ.json":
     "observation:legacy32:load:ok-vs-pf:not-present-ps-ignored@PT|mech=emulated_writes@walk|leaf=synced",
-  "legacy32-sync-refreshes-stale-mmio-spte-store.json":
+  "legacy32/sync-refreshes-stale-mmio-spte-store.json":
     "memory:legacy32:store:data|mech=pf_mmio_spte_created@emulate|leaf=mmio-ram",
-  "legacy32-sync-refreshes-stale-mmio-spte.json":
+  "legacy32/sync-refreshes-stale-mmio-spte.json":
     "observation:legacy32:load:value|mech=pf_mmio_spte_created@emulate|leaf=mmio-ram",
-  "pae-not-present-pf-keeps-unsync-spte.json":
+  "pae/not-present-pf-keeps-unsync-spte.json":
     "observation:pae:load:ok-vs-pf:not-present@PT|mech=none@walk|leaf=unsync|after=pf-not-present",
-  "pae-stale-mmio-spte-store-no-dirty.json":
+  "pae/stale-mmio-spte-store-no-dirty.json":
     "memory:pae:store:-D@PT|mech=pf_mmio_spte_created,mmio_cache_hits@emulate|leaf=mmio-ram",
-  "pae-rsvd-pf-keeps-unsync-spte.json":
+  "pae/rsvd-pf-keeps-unsync-spte.json":
     "observation:pae:load:ok-vs-pf:reserved@PT|mech=none@walk|leaf=unsync|after=pf-rsvd",
 };
 
@@ -148,7 +137,7 @@ Deno.test("explain: with the audit, an invariant divergence names the invariant 
   const unsync = BUGS.find((b) => b.bug === "unsync_no_write_protect_on_sync")!;
   match(explain(unsync.c, true).signature, /^invariant:ia32e4:load:I-6b\|mech=sync_spte_dropped@/);
   // A divergence on a non-access op has no walks but still names the flagged SPTE.
-  const nxe = KVM.find((k) => k.name.startsWith("ia32e4-nxe"))!;
+  const nxe = KVM.find((k) => k.name.startsWith("ia32e4/nxe"))!;
   const n = explain(nxe.c, true);
   equal(n.signature, "invariant:ia32e4:writeEfer:I-8m|mech=none@none");
   deepStrictEqual([n.oracleWalk, n.spteWalk], [[], []]);
@@ -176,7 +165,7 @@ Deno.test("explain: both walks, level by level, for the mode; the SUT walk names
   match(unsync.tlb, /^pcid 0: pfn=0x[0-9a-f]+ gfn=0x10 U X$/);
   // 32-bit paging under PAE-format shadow tables: the pae_root entry, then a 2 MiB leaf for half
   // of the 4 MiB page the SUT kept after CR4.PSE was cleared.
-  const pse = explain(KVM.find((k) => k.name.startsWith("legacy32-pse36"))!.c, false);
+  const pse = explain(KVM.find((k) => k.name.startsWith("legacy32/pse36"))!.c, false);
   equal(pse.mode, "legacy32");
   deepStrictEqual(pse.oracleWalk.map((w) => w.level), ["PD", "PT"]);
   deepStrictEqual(pse.spteWalk.map((w) => w.level), [3, 2]);
@@ -187,11 +176,11 @@ Deno.test("explain: both walks, level by level, for the mode; the SUT walk names
 });
 
 Deno.test("explain: other paging modes give their number of shadow levels", () => {
-  const smoke = new Map(load("smoke").map(({ name, c }) => [name, c]));
+  const smoke = new Map(corpusCases("smoke").map(({ name, c }) => [name, c]));
   const cases: [string, string, number[]][] = [
-    ["legacy32-pte-edit-unsync-invlpg.json", "legacy32", [3, 2, 1]],
-    ["pae-pte-edit-cr3-sync-roots.json", "pae", [3, 2, 1]],
-    ["ia32e5-pte-edit-invlpg.json", "ia32e5", [5, 4, 3, 2, 1]],
+    ["legacy32/pte-edit-unsync-invlpg.json", "legacy32", [3, 2, 1]],
+    ["pae/pte-edit-cr3-sync-roots.json", "pae", [3, 2, 1]],
+    ["ia32e5/pte-edit-invlpg.json", "ia32e5", [5, 4, 3, 2, 1]],
   ];
   for (const [name, mode, levels] of cases) {
     const base = smoke.get(name)!;
@@ -248,7 +237,7 @@ function doctor(
 }
 
 Deno.test("explain: what differs, for each kind of result", () => {
-  const smap = KVM.find((k) => k.name.startsWith("ia32e4-smap"))!.c;
+  const smap = KVM.find((k) => k.name.startsWith("ia32e4/smap-wp0"))!.c;
   const rs = runDifferential(smap); // step 5: the oracle allows only #PF ec=0x1
   const i = rs.steps.length - 1;
   const pf = (errorCode: number, cr2 = 0x4001_2000n): SutStep => ({
@@ -295,7 +284,7 @@ Deno.test("explain: what differs, for each kind of result", () => {
     detail: "load 0x40012000: guest memory at 0x12000 differs",
   });
   equal(sig(data), "memory:ia32e4:load:data");
-  const pse = KVM.find((k) => k.name.startsWith("legacy32-pse36"))!.c;
+  const pse = KVM.find((k) => k.name.startsWith("legacy32/pse36"))!.c;
   const rp = runDifferential(pse);
   // Step 1 walked PD entry 1 at 0x1004 (the high half of the word at 0x1000).
   const pd = doctor(rp, 0, { kind: "observation", observation: { kind: "done" } }, "memory", {
@@ -305,7 +294,7 @@ Deno.test("explain: what differs, for each kind of result", () => {
   });
   equal(divergenceSignature(pse, pd)!.split("|")[0], "memory:legacy32:load:data,-D@PD");
   // Not a divergence: no explanation.
-  const pass = load("smoke")[0]!.c;
+  const pass = corpusCases("smoke")[0]!.c;
   const r = runDifferential(pass);
   equal(r.verdict.status, "pass");
   equal(explainDivergence(pass, r), null);
@@ -313,7 +302,7 @@ Deno.test("explain: what differs, for each kind of result", () => {
 });
 
 Deno.test("explain: a dirty log missing a page", () => {
-  const { c } = load("smoke").find((s) => s.name === "ia32e4-dirty-log-data-slot.json")!;
+  const { c } = corpusCases("smoke").find((s) => s.name === "ia32e4/dirty-log-data-slot.json")!;
   const r = runDifferential(c);
   const i = r.steps.findIndex((s) =>
     s.choices.op.op === "dirtyLogGetAndClear" &&
@@ -336,14 +325,14 @@ Deno.test("explain: replayCase adds the explanation to a diverging case's JSON r
   equal(rep.divergence?.step, 6);
   // Plain JSON: it survives a round trip unchanged.
   deepStrictEqual(JSON.parse(JSON.stringify(rep.divergence)), rep.divergence);
-  equal(replayCase(load("smoke")[0]!.c).divergence, undefined);
+  equal(replayCase(corpusCases("smoke")[0]!.c).divergence, undefined);
 });
 
 Deno.test("replay: an injected-bug case shows the side-by-side block after the verdict", () => {
   const scratch = ".tmp/explain_test";
   mkdirSync(scratch, { recursive: true });
   const json = JSON.parse(
-    Deno.readTextFileSync("corpus/smoke/ia32e4-invlpg-syncs-unsync-pte.json"),
+    Deno.readTextFileSync("corpus/ia32e4/invlpg-syncs-unsync-pte.json"),
   );
   json.sut = { ...json.sut, inject: ["invlpg_no_sync"] };
   writeFileSync(`${scratch}/invlpg-no-sync.json`, JSON.stringify(json));
@@ -365,7 +354,7 @@ Deno.test("replay: an injected-bug case shows the side-by-side block after the v
   equal(doc.cases[0].replay.divergence.spteWalk.length, 4);
   notEqual(doc.cases[0].replay.divergence.oracleWalk.length, 0);
   // A passing case has no block.
-  const p = capture(() => replay(["corpus/smoke/ia32e4-invlpg-syncs-unsync-pte.json"]));
+  const p = capture(() => replay(["corpus/ia32e4/invlpg-syncs-unsync-pte.json"]));
   equal(p.status, 0, p.err);
   ok(!/\n {4}divergence /.test(p.out));
 });

@@ -32,12 +32,12 @@ const INPUTS: readonly { name: string; c: Case }[] = [
   },
   {
     name: "injected invlpg_no_sync",
-    c: withBug("corpus/smoke/ia32e4-invlpg-syncs-unsync-pte.json", "invlpg_no_sync"),
+    c: withBug("corpus/ia32e4/invlpg-syncs-unsync-pte.json", "invlpg_no_sync"),
   },
   {
     name: "injected prefetch_ignores_accessed",
     c: withBug(
-      "corpus/smoke/ia32e4-prefetch-skips-unaccessed-pte.json",
+      "corpus/ia32e4/prefetch-skips-unaccessed-pte.json",
       "prefetch_ignores_accessed",
     ),
   },
@@ -71,7 +71,7 @@ Deno.test("minimize: deterministic (same case, same result)", () => {
 
 Deno.test("minimize: a case that passes is refused", () => {
   throws(
-    () => minimizeCase(load("corpus/smoke/ia32e4-invlpg-syncs-unsync-pte.json")),
+    () => minimizeCase(load("corpus/ia32e4/invlpg-syncs-unsync-pte.json")),
     /does not diverge/,
   );
 });

@@ -1,5 +1,5 @@
 /**
- * The case format round-trips: every `corpus/oracle/` case parses, `encodeCase` of it re-parses
+ * The case format round-trips: every the corpus tagged `oracle` case parses, `encodeCase` of it re-parses
  * to a deep-equal case, and the encoding is stable text (`encode(parse(encode(c)))` is
  * `encode(c)`). Seeded fast-check properties send random 64-bit values, addresses and gfns
  * through the hex helpers, the `Hex64` codec and whole cases, and get exactly the same bigints
@@ -10,22 +10,20 @@
  */
 import fc from "fast-check";
 import { deepStrictEqual, equal, notStrictEqual, ok, throws } from "node:assert/strict";
-import { readdirSync, readFileSync } from "node:fs";
-import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { encodeCase, parseCase } from "../../src/corpus/load_case.ts";
 import { type Case, CASE_FORMAT, CASE_VERSION } from "../../src/model/case.ts";
 import { hex, HEX64_PATTERN, parseHex64, U64_MAX } from "../../src/model/hex.ts";
 import { AccessAddress, Gfn, Hex64 } from "../../src/model/op.ts";
+import { corpusCases } from "../_helpers/corpus_cases.ts";
 
-const CORPUS_DIR = fileURLToPath(new URL("../../corpus/oracle/", import.meta.url));
 const FC = { seed: 42, numRuns: 200 } as const;
 
 function corpus(): { name: string; text: string }[] {
-  return readdirSync(CORPUS_DIR).filter((n) => n.endsWith(".json")).sort().map((name) => ({
+  return corpusCases("oracle").map(({ name, file }) => ({
     name,
-    text: readFileSync(join(CORPUS_DIR, name), "utf8"),
+    text: readFileSync(file, "utf8"),
   }));
 }
 
@@ -62,7 +60,7 @@ function parseJson(json: unknown): Case {
   return parse(JSON.stringify(json));
 }
 
-Deno.test("every corpus/oracle case parses and its encoding re-parses to a deep-equal case", () => {
+Deno.test("every oracle corpus case (tag `oracle`) parses and its encoding re-parses to a deep-equal case", () => {
   const cases = corpus();
   ok(cases.length >= 5, `expected the oracle corpus, found ${cases.length} cases`);
   for (const { name, text } of cases) {
