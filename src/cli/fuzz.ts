@@ -9,6 +9,9 @@
  * `--shard K/N` runs only the case indices i with i % N = K - 1 (with their global seeds), and
  * `--resume FILE` continues the run of an earlier report, skipping the cases it completed and
  * writing the merge of both (`report_merge.ts`), as `deno task report merge` merges shards.
+ * With `--json`, the report is also rewritten atomically every `--checkpoint` seconds while the
+ * run goes (marked interrupted until the run ends), so a run killed outright (SIGKILL, OOM, a
+ * preempted machine) leaves a report that `--resume` continues from.
  *
  * Exit status: 0 nothing found, 1 findings, 2 usage or input error.
  *
@@ -25,7 +28,13 @@ import { FUZZ_GENERATOR, GUEST_MODES } from "../gen/fuzz_case.ts";
 import { INJECTED_BUGS } from "../shadow/bugs.ts";
 import { kvm_mmu_audit } from "../shadow/audit.ts";
 import { writeFileAtomic } from "./write_atomic.ts";
-import { buildReport, type CorpusTally, junitXml, summaryText } from "./fuzz_report.ts";
+import {
+  buildReport,
+  type CorpusTally,
+  type FuzzReportJson,
+  junitXml,
+  summaryText,
+} from "./fuzz_report.ts";
 import { runPool } from "./fuzz_pool.ts";
 import { knownDivergenceOf } from "../diff/known_divergences.ts";
 import { parseShard, pendingCaseIndices, type Shard, shardName } from "./shard.ts";
@@ -38,7 +47,8 @@ const MINIMIZE_TOTAL_SECONDS = 300;
 const USAGE = `usage: deno task fuzz [--seed N] [--time SECONDS | --runs N] [--workers N]
                        [--discipline strict|relaxed|mixed] [--mode M]... [--inject NAME]...
                        [--shard K/N] [--resume FILE] [--minimize SECONDS]
-                       [--out DIR] [--json FILE] [--junit FILE] [--corpus DIR|none] [--quiet]
+                       [--out DIR] [--json FILE] [--checkpoint SECONDS] [--junit FILE]
+                       [--corpus DIR|none] [--quiet]
 
 Replays the corpus through the oracle and the shadow MMU, then runs generated cases through both
 and compares them step by step. Findings are written to --out as replayable cases.
@@ -60,6 +70,8 @@ and compares them step by step. Findings are written to --out as replayable case
                     0: off; at most ${MINIMIZE_TOTAL_SECONDS} s in all) into FILE.min.json next to it
   --out DIR         where findings are written (default findings/)
   --json FILE       write the JSON report (format shadow-mmu-fuzz-report)
+  --checkpoint S    with --json, rewrite the report every S seconds during the run, so a killed
+                    run can be resumed from it (default 30; 0: only at the end)
   --junit FILE      write a JUnit XML report
   --corpus DIR      corpus to replay first (default corpus/; "none" skips it)
   --quiet           only the summary
@@ -75,6 +87,7 @@ interface Flags {
   minimizeSeconds: number;
   out: string;
   json: string | null;
+  checkpointSeconds: number;
   junit: string | null;
   corpus: string | null;
   quiet: boolean;
@@ -96,6 +109,7 @@ function parse(args: string[]): Flags | string | null {
       inject: { type: "string", multiple: true },
       out: { type: "string", default: "findings" },
       json: { type: "string" },
+      checkpoint: { type: "string" },
       junit: { type: "string" },
       corpus: { type: "string", default: "corpus" },
       quiet: { type: "boolean" },
@@ -139,6 +153,7 @@ function parse(args: string[]): Flags | string | null {
     minimizeSeconds: int("minimize", values.minimize, 10),
     out: values.out,
     json: values.json ?? null,
+    checkpointSeconds: int("checkpoint", values.checkpoint, 30),
     junit: values.junit ?? null,
     corpus: values.corpus === "none" ? null : values.corpus,
     quiet: values.quiet ?? false,
@@ -265,39 +280,53 @@ export async function main(args: string[], embed: { abort?: AbortSignal } = {}):
   };
   const started = performance.now();
   const outcomes: CaseOutcome[] = [];
+  /** The report of the run so far: this run's cases, merged after the resumed report's. */
+  const reportSoFar = (interrupted: boolean): FuzzReportJson => {
+    const elapsed = (performance.now() - started) / 1000;
+    const steps = outcomes.reduce((n, o) => n + o.steps, 0);
+    const piece = buildReport({
+      generator: FUZZ_GENERATOR,
+      plan,
+      shard,
+      runs: f.runs,
+      outcomes,
+      files: new Map([...files].map(([s, v]) => [s, v.file])),
+      corpus,
+      timing: {
+        elapsedSeconds: elapsed,
+        casesPerSecond: outcomes.length / Math.max(elapsed, 1e-3),
+        stepsPerSecond: steps / Math.max(elapsed, 1e-3),
+        workers: f.workers,
+      },
+      interrupted,
+    });
+    return resumed
+      ? mergeReports([resumed, { file: "this run", report: piece }], "sequential")
+      : piece;
+  };
+  const json = f.json === null ? null : resolve(base, f.json);
+  let checkpointed = started;
   const result = await runPool({
     plan,
     workers: f.workers,
     cases: pendingCaseIndices(shard, f.runs, resumed?.done ?? []),
     deadline: f.runs === null ? started + f.seconds * 1000 : Infinity,
     onFinding,
-    onOutcomes: (batch) => outcomes.push(...batch),
+    onOutcomes: (batch) => {
+      outcomes.push(...batch);
+      // A checkpoint: the run so far, as a report of an interrupted run that --resume continues.
+      const now = performance.now();
+      if (json === null || f.checkpointSeconds === 0) return;
+      if (now - checkpointed < f.checkpointSeconds * 1000) return;
+      checkpointed = now;
+      writeFileAtomic(json, JSON.stringify(reportSoFar(true), null, 2) + "\n");
+    },
     status: f.quiet ? null : Deno.stdout.isTerminal() ? "tty" : "lines",
     ...(embed.abort ? { abort: embed.abort } : {}),
   });
-  const elapsed = (performance.now() - started) / 1000;
-  const steps = outcomes.reduce((n, o) => n + o.steps, 0);
-  const piece = buildReport({
-    generator: FUZZ_GENERATOR,
-    plan,
-    shard,
-    runs: f.runs,
-    outcomes,
-    files: new Map([...files].map(([s, v]) => [s, v.file])),
-    corpus,
-    timing: {
-      elapsedSeconds: elapsed,
-      casesPerSecond: outcomes.length / Math.max(elapsed, 1e-3),
-      stepsPerSecond: steps / Math.max(elapsed, 1e-3),
-      workers: f.workers,
-    },
-    interrupted: result.interrupted,
-  });
-  const report = resumed
-    ? mergeReports([resumed, { file: "this run", report: piece }], "sequential")
-    : piece;
+  const report = reportSoFar(result.interrupted);
   console.log(summaryText(report).join("\n"));
-  if (f.json) writeFileAtomic(resolve(base, f.json), JSON.stringify(report, null, 2) + "\n");
+  if (json !== null) writeFileAtomic(json, JSON.stringify(report, null, 2) + "\n");
   if (f.junit) writeFileAtomic(resolve(base, f.junit), junitXml(report));
   if (report.findings.length > 0) status = Math.max(status, 1);
   // Last, once everything is written: the new findings minimized, each next to its original.
