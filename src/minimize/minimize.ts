@@ -7,7 +7,9 @@
  * 1. the program is cut after the diverging step, then `ddmin` over its ops (1-minimal);
  * 2. memory: `ddmin` over whole pages, then over the non-zero words (clearing entries);
  * 3. values, one change at a time, kept when the signature survives: clear each set bit of each
- *    memory word and stored value (flags, reserved bits, then address bits, high to low), drop
+ *    memory word and stored value (flags, reserved bits, then address bits, high to low), lower
+ *    each linear address the program uses (clear its set bits, high to low, in every op that
+ *    uses it, so the ops that meant the same page still do), drop
  *    memslots, turn off CPU features and control bits (CR0.WP, CR4 bits, EFER.NXE, RFLAGS.AC,
  *    PKRU), fewer vCPUs, and switch off SUT mechanisms the bug does not need.
  *
@@ -253,6 +255,44 @@ const storedValues: Pass = (c, fails, budget) =>
     budget,
   );
 
+/** The index of the first op using each linear address of the program, in program order. */
+function firstUses(c: Case): number[] {
+  const seen = new Set<bigint>();
+  const out: number[] = [];
+  c.program.forEach((o, i) => {
+    if (!("la" in o) || seen.has(o.la)) return;
+    seen.add(o.la);
+    out.push(i);
+  });
+  return out;
+}
+
+const addresses: Pass = (c, fails, budget) =>
+  greedy(
+    c,
+    function* (c0) {
+      for (const i of firstUses(c0)) {
+        const first = c0.program[i]!;
+        if (!("la" in first)) continue;
+        for (const b of setBits(first.la)) {
+          yield (c) => {
+            // Op i still holds the address's current value: this pass changes no op's index.
+            const o = c.program[i];
+            if (!o || !("la" in o) || !((o.la >> b) & 1n)) return null;
+            const from = o.la, to = o.la & ~(1n << b);
+            if (c.program.some((p) => "la" in p && p.la === to)) return null; // no merging
+            return {
+              ...c,
+              program: c.program.map((p) => "la" in p && p.la === from ? { ...p, la: to } : p),
+            };
+          };
+        }
+      }
+    },
+    fails,
+    budget,
+  );
+
 const environment: Pass = (c, fails, budget) =>
   greedy(
     c,
@@ -283,4 +323,12 @@ const environment: Pass = (c, fails, budget) =>
     budget,
   );
 
-const PASSES: readonly Pass[] = [ops, pages, words, wordBits, storedValues, environment];
+const PASSES: readonly Pass[] = [
+  ops,
+  pages,
+  words,
+  wordBits,
+  storedValues,
+  addresses,
+  environment,
+];
