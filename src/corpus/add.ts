@@ -13,14 +13,18 @@
  *
  * A finding from an unmodified SUT diverges, so it is a regression case only when the
  * divergence is documented: a signature of a triaged KVM divergence (`knownDivergenceOf`) gets
- * the tag `expect:divergence`; any other is imported all the same, with a warning that it fails
+ * the tags `kvm-divergence` and `expect:divergence`; any other is imported all the same, with a warning that it fails
  * `corpus check` until the bug is fixed. The new case is checked as `corpus check` would.
  *
  * @module
  */
 import { basename, join } from "node:path";
 import { InitialStateError } from "../../oracles/control_state.ts";
-import { type KnownDivergence, knownDivergenceOf } from "../diff/known_divergences.ts";
+import {
+  type KnownDivergence,
+  knownDivergenceOf,
+  KVM_DIVERGENCE,
+} from "../diff/known_divergences.ts";
 import { EXPECT_DIVERGENCE } from "../diff/replay.ts";
 import { FAST_CHECK_VERSION, FUZZ_GENERATOR } from "../gen/fuzz_case.ts";
 import type { Case } from "../model/case.ts";
@@ -57,7 +61,7 @@ export type AddResult =
     /** The corpus file written, as shown. */
     readonly to: string;
     readonly signature: string;
-    /** The triaged divergence it shows (then tagged `expect:divergence`), or null. */
+    /** The triaged divergence it shows (then tagged `kvm-divergence`, `expect:divergence`), or null. */
     readonly known: string | null;
     readonly before: CaseSize;
     readonly after: CaseSize;
@@ -211,7 +215,10 @@ function withProvenance(
   };
   c.meta.signature = signature;
   const tags = withModeTag(input.meta.tags, initialPagingMode(c));
-  if (known !== null && !tags.includes(EXPECT_DIVERGENCE)) tags.push(EXPECT_DIVERGENCE);
+  // A triaged KVM divergence: documented (and checked to diverge) like the hand-made ones.
+  for (const t of known === null ? [] : [KVM_DIVERGENCE, EXPECT_DIVERGENCE]) {
+    if (!tags.includes(t)) tags.push(t);
+  }
   c.meta.tags = tags;
   if (c.meta.title === "") c.meta.title = signature;
   return c;

@@ -67,7 +67,8 @@
  *   `kvm_inject_emulated_page_fault` does not turn into an invalidation of its shadow entries.
  * - `leaf` (observation and memory divergences of an op with a linear address): the shadow page
  *   holding the SUT's leaf SPTE for that address after the step: `unsync`, `synced` (indirect,
- *   write-protected), `direct`, or `mmio`, `mmio-ram` (an MMIO SPTE for a gfn that a memslot
+ *   write-protected), `direct`, or `mmio`, `mmio-unsync` (an MMIO SPTE in an unsync page: the
+ *   guest may have changed its PTE since), `mmio-ram` (an MMIO SPTE for a gfn that a memslot
  *   now backs), `none` (not present), `noroot`. A stale
  *   translation in an `unsync` page is a missed sync; in a `synced` one, a missed write
  *   protection or role check.
@@ -671,7 +672,7 @@ function rightsRule(op: Op, path: readonly TraceEntry[], wp: boolean): string {
 
 /**
  * The state of the SUT's leaf for `la` (see the module doc): `unsync`, `synced`, `direct`,
- * `mmio`, `none` (the walk ends at a non-present SPTE) or `noroot`.
+ * `mmio`, `mmio-unsync`, `mmio-ram`, `none` (the walk ends at a non-present SPTE) or `noroot`.
  */
 function leafState(kvm: Kvm, vcpuIndex: number, la: bigint): string {
   const vcpu = kvm.vcpus[vcpuIndex];
@@ -684,11 +685,12 @@ function leafState(kvm: Kvm, vcpuIndex: number, la: bigint): string {
       last = { sptep: it.sptep, spte: get_spte(kvm, it.sptep) };
     }
     if (!last) return "none";
+    const sp = kvm.spOfPfn.get(Math.floor(last.sptep / 4096));
     if (is_mmio_spte(last.spte)) {
-      return kvm.gfn_to_memslot(get_mmio_spte_gfn(last.spte)) ? "mmio-ram" : "mmio";
+      if (kvm.gfn_to_memslot(get_mmio_spte_gfn(last.spte))) return "mmio-ram";
+      return sp?.unsync ? "mmio-unsync" : "mmio";
     }
     if (!is_shadow_present_pte(last.spte)) return "none";
-    const sp = kvm.spOfPfn.get(Math.floor(last.sptep / 4096));
     return !sp ? "none" : sp.unsync ? "unsync" : sp.role.direct ? "direct" : "synced";
   } catch {
     return "none";

@@ -46,7 +46,7 @@ export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
   },
   {
     id: "kvm-mmio-cache-skips-dirty-with-wp0",
-    pattern: /^memory:[^:]+:store:-D@(PT|PD|PDPT|PML4|PML5)\|.*@emulate\|leaf=mmio$/,
+    pattern: /^memory:[^:]+:store:-D@(PT|PD|PDPT|PML4|PML5)\|.*@emulate\|leaf=mmio(-unsync)?$/,
     explanation: "A store to MMIO through a cached MMIO SPTE is emulated with the MMIO cache " +
       "(vcpu_mmio_gva_to_gpa): when its permission check passes, no guest walk runs, so the " +
       "leaf gpte's D bit is never set. KVM relies on the cached access lacking W for a clean " +
@@ -79,10 +79,11 @@ export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
   {
     id: "kvm-not-present-pf-keeps-unsync-spte",
     pattern:
-      /^observation:[^|]*:(ok-vs-pf:[^|]*|gpa-stale)\|.*\|leaf=unsync\|after=pf-not-present$/,
+      /^observation:[^|]*:(ok-vs-pf:[^|]*|gpa-stale)\|.*\|leaf=(mmio-)?unsync\|after=pf-not-present$/,
     explanation: "kvm_inject_emulated_page_fault invalidates the faulting address only for a " +
       "P=1 fault. When the guest made a PTE not-present without INVLPG and an access then " +
-      "faulted on the stale SPTE of the unsync page (e.g. a write through a read-only one), the " +
+      "faulted on the stale SPTE of the unsync page (e.g. a write through a read-only one, or " +
+      "one the MMIO info cache refused), the " +
       "#PF injected with P=0 leaves that SPTE, so a later access uses the old translation where " +
       "the architecture's #PF invalidated it",
     reference: "x86.c kvm_inject_emulated_page_fault; SDM Vol. 3A §4.10.4.1 (#PF invalidates)",
@@ -90,7 +91,8 @@ export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
   },
   {
     id: "kvm-rsvd-pf-keeps-unsync-spte",
-    pattern: /^observation:[^|]*:(ok-vs-pf:[^|]*|gpa-stale)\|.*\|leaf=unsync\|after=pf-rsvd$/,
+    pattern:
+      /^observation:[^|]*:(ok-vs-pf:[^|]*|gpa-stale)\|.*\|leaf=(mmio-)?unsync\|after=pf-rsvd$/,
     explanation: "kvm_inject_emulated_page_fault does not invalidate the faulting address for a " +
       "fault with RSVD=1 (hardware caches no translation with reserved bits). With shadow paging " +
       "the stale SPTE of an unsync page is such a cached translation: when the guest wrote a " +
@@ -127,6 +129,9 @@ export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
     example: "corpus/legacy32/sync-refreshes-stale-mmio-spte.json",
   },
 ];
+
+/** The tag of corpus cases that show a known divergence (with `expect:divergence`). */
+export const KVM_DIVERGENCE = "kvm-divergence";
 
 /** The known divergence a signature belongs to, if any. */
 export function knownDivergenceOf(signature: string): KnownDivergence | null {

@@ -81,7 +81,12 @@ Deno.test("add: a known KVM divergence is minimized, tagged expect:divergence, g
   const c = l.case;
   equal(c.meta.signature, a.signature);
   ok(c.meta.signature === corpusCase(KNOWN).meta.signature, c.meta.signature);
-  deepStrictEqual(c.meta.tags, ["mode:pae", "discipline:strict", EXPECT_DIVERGENCE]);
+  deepStrictEqual(c.meta.tags, [
+    "mode:pae",
+    "discipline:strict",
+    "kvm-divergence",
+    EXPECT_DIVERGENCE,
+  ]);
   ok(c.meta.found.by === "fuzz" || c.meta.found.by === "minimize");
   deepStrictEqual({ ...c.meta.found, by: "-" }, {
     by: "-",

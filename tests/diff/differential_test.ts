@@ -55,6 +55,38 @@ Deno.test("smoke: no program expects a divergence; every documented KVM divergen
   for (const { name, c } of KVM_DIVERGENCES) ok(c.meta.tags.includes(EXPECT_DIVERGENCE), name);
 });
 
+/** The directed scenarios of issue 5 every shadow MMU must survive, as corpus file names. */
+const DIRECTED: Record<string, readonly string[]> = {
+  legacy32: ["pd-edit-around-cr3-reload"],
+  pae: ["pdpt-edit-around-cr3-reload"],
+  ia32e4: ["top-table-edit-around-cr3-reload"],
+  ia32e5: ["top-table-edit-around-cr3-reload"],
+};
+const DIRECTED_EVERY_MODE = [
+  "shared-tables-different-rights",
+  "large-page-aliased-different-rights",
+  "cr0-wp-toggle-supervisor-write",
+  "pte-write-then-invlpg",
+  "dirty-log-around-writes",
+  "mmio-to-ram-after-memslot",
+];
+
+Deno.test("directed: each paging mode has every directed scenario, paging off the two it can have", () => {
+  const directed = new Set(corpusCases("directed").map((d) => d.name));
+  const want = [
+    ...Object.entries(DIRECTED).flatMap(([mode, own]) =>
+      [...DIRECTED_EVERY_MODE, ...own].map((s) => `${mode}/${s}.json`)
+    ),
+    "disabled/dirty-log-around-writes.json",
+    "disabled/mmio-to-ram-after-memslot.json",
+  ];
+  deepStrictEqual([...directed].sort(), want.sort());
+  for (const { name, c } of corpusCases("directed")) {
+    ok(c.meta.tags.includes(`mode:${name.split("/")[0]}`), name);
+    ok((c.meta.notes ?? "").length > 200, `${name}: notes walk through the program`);
+  }
+});
+
 for (const { name, c } of [...SMOKE, ...ORACLE, ...KVM_DIVERGENCES]) {
   const expect = c.meta.tags.includes(EXPECT_DIVERGENCE);
   Deno.test(`differential: ${name} ${expect ? "diverges as documented" : "passes"}`, () => {

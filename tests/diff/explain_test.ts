@@ -82,6 +82,8 @@ const EXPECTED_KVM_SIGNATURES: Record<string, string> = {
     "observation:pae:load:ok-vs-pf:not-present@PT|mech=none@walk|leaf=unsync|after=pf-not-present",
   "pae/stale-mmio-spte-store-no-dirty.json":
     "memory:pae:store:-D@PT|mech=pf_mmio_spte_created,mmio_cache_hits@emulate|leaf=mmio-ram",
+  "legacy32/not-present-pf-keeps-unsync-mmio-spte.json":
+    "observation:legacy32:load:ok-vs-pf:not-present@PT|mech=sp_unsync,mmio_cache_hits@emulate|leaf=mmio-unsync|after=pf-not-present",
   "pae/rsvd-pf-keeps-unsync-spte.json":
     "observation:pae:load:ok-vs-pf:reserved@PT|mech=none@walk|leaf=unsync|after=pf-rsvd",
 };
