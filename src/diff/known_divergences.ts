@@ -79,7 +79,7 @@ export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
   {
     id: "kvm-not-present-pf-keeps-unsync-spte",
     pattern:
-      /^observation:[^|]*:(ok-vs-pf:[^|]*|gpa-stale)\|.*\|leaf=(mmio-)?unsync\|after=pf-not-present$/,
+      /^observation:[^|]*:(ok-vs-pf:[^|]*|gpa(-stale)?)\|.*\|leaf=(mmio-)?unsync\|after=pf-not-present$/,
     explanation: "kvm_inject_emulated_page_fault invalidates the faulting address only for a " +
       "P=1 fault. When the guest made a PTE not-present without INVLPG and an access then " +
       "faulted on the stale SPTE of the unsync page (e.g. a write through a read-only one, or " +
@@ -92,7 +92,7 @@ export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
   {
     id: "kvm-rsvd-pf-keeps-unsync-spte",
     pattern:
-      /^observation:[^|]*:(ok-vs-pf:[^|]*|gpa-stale)\|.*\|leaf=(mmio-)?unsync\|after=pf-rsvd$/,
+      /^observation:[^|]*:(ok-vs-pf:[^|]*|gpa(-stale)?)\|.*\|leaf=(mmio-)?unsync\|after=pf-rsvd$/,
     explanation: "kvm_inject_emulated_page_fault does not invalidate the faulting address for a " +
       "fault with RSVD=1 (hardware caches no translation with reserved bits). With shadow paging " +
       "the stale SPTE of an unsync page is such a cached translation: when the guest wrote a " +
@@ -104,12 +104,13 @@ export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
   },
   {
     id: "kvm-mmio-spte-overwrite-skips-unsync",
-    pattern: /^invariant:[^:]+:[^:]+:I-6a\|mech=mmio_spte_replaced@/,
-    explanation: "When a fault replaces a stale MMIO SPTE (its gfn got a memslot) with a RAM " +
-      "mapping, make_spte sees the old SPTE's access bits, which include PT_WRITABLE_MASK for a " +
-      "writable gpte, as a writable SPTE and skips mmu_try_to_unsync_pages. If that gfn is " +
-      "shadowed as a page table meanwhile, the new SPTE is writable while the shadow page stays " +
-      "synced and write-protected (the audit's I-6a): guest writes to that page table bypass " +
+    pattern: /^invariant:[^:]+:[^:]+:I-6[ab]\|mech=mmio_spte_replaced@/,
+    explanation: "When a RAM mapping replaces an MMIO SPTE (its gfn got a memslot, or the " +
+      "gpte of an unsync page now points at RAM), in a fault or in pte_prefetch, make_spte " +
+      "sees the old SPTE's access bits, which include PT_WRITABLE_MASK for a writable gpte, as " +
+      "a writable SPTE and skips mmu_try_to_unsync_pages. If the new gfn is shadowed as a page " +
+      "table, the new SPTE is writable while that shadow page stays synced and write-protected " +
+      "(the audit's I-6a, or I-6b for a level-1 page): guest writes to that page table bypass " +
       "write tracking (a candidate KVM bug)",
     reference: "spte.c make_spte (is_writable_pte(old_spte)); mmu.c mmu_set_spte; found by this " +
       "harness",

@@ -86,6 +86,10 @@ const EXPECTED_KVM_SIGNATURES: Record<string, string> = {
     "observation:legacy32:load:ok-vs-pf:not-present@PT|mech=sp_unsync,mmio_cache_hits@emulate|leaf=mmio-unsync|after=pf-not-present",
   "pae/rsvd-pf-keeps-unsync-spte.json":
     "observation:pae:load:ok-vs-pf:reserved@PT|mech=none@walk|leaf=unsync|after=pf-rsvd",
+  "legacy32/not-present-pf-keeps-prefetched-spte.json":
+    "observation:legacy32:load:gpa|mech=pf_retry@walk|leaf=unsync|after=pf-not-present",
+  "legacy32/prefetch-over-mmio-spte-skips-write-protect.json":
+    "invariant:legacy32:load:I-6b|mech=mmio_spte_replaced@exit",
 };
 
 /** No address, value or other number beyond a mode name's or an invariant tag's digits. */
