@@ -125,7 +125,7 @@ export function main(args: string[]): number {
   if (!Number.isInteger(seeds) || seeds < 1 || seeds > 1000) {
     return usage("--seeds: expected an integer from 1 to 1000");
   }
-  const known = INJECTED_BUGS.map((b) => b.name);
+  const known: readonly string[] = INJECTED_BUGS.map((b) => b.name);
   const bugs = v.bugs === undefined
     ? known
     : v.bugs.split(",").map((s) => s.trim()).filter(Boolean);

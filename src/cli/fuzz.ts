@@ -135,7 +135,7 @@ function parse(args: string[]): Flags | string | null {
   const badMode = modes.find((m) => !(GUEST_MODES as readonly string[]).includes(m));
   if (badMode) return `unknown --mode "${badMode}"; known: ${GUEST_MODES.join(", ")}`;
   const inject = (values.inject ?? []).flatMap((m) => m.split(","));
-  const known = new Set(INJECTED_BUGS.map((b) => b.name));
+  const known = new Set<string>(INJECTED_BUGS.map((b) => b.name));
   const badBug = inject.find((b) => !known.has(b));
   if (badBug) return `unknown --inject "${badBug}"; known: ${[...known].join(", ")}`;
   return {

@@ -33,7 +33,7 @@ import { checkCase, failureLine } from "./check.ts";
 import { type CaseProblem, encodeCase, loadCaseFile, parseCase } from "./load_case.ts";
 import { initialPagingMode, withModeTag } from "./mode.ts";
 import { runCase } from "./run_case.ts";
-import { signatureIndex } from "./signature_index.ts";
+import { dedupeKey, signatureIndex } from "./signature_index.ts";
 import { candidateName, slugOf } from "./slug.ts";
 import { writeNewFile } from "./write_new.ts";
 
@@ -61,6 +61,8 @@ export type AddResult =
     /** The corpus file written, as shown. */
     readonly to: string;
     readonly signature: string;
+    /** The key it is deduplicated by: the signature and the injected bugs it keeps. */
+    readonly key: string;
     /** The triaged divergence it shows (then tagged `kvm-divergence`, `expect:divergence`), or null. */
     readonly known: string | null;
     readonly before: CaseSize;
@@ -104,7 +106,7 @@ export function addFindings(files: readonly string[], options: AddOptions): AddR
       r = { file: show(path), status: "failed", reason: why ?? "" };
     }
     results.push(r);
-    if (r.status === "added") index.set(r.signature, r.to);
+    if (r.status === "added") index.set(r.key, r.to);
     options.onResult?.(r);
   }
   return results;
@@ -139,7 +141,7 @@ function addOne(
     if (!(e instanceof InitialStateError)) throw e;
     return { file, status: "invalid", problems: [{ path: e.path, message: e.message }] };
   }
-  const of = index.get(signature);
+  const of = index.get(dedupeKey(signature, input.sut.inject));
   if (of !== undefined) return { file, status: "duplicate", signature, of };
 
   const m = minimizeCase(input, { budgetMs: options.budgetMs, signature });
@@ -172,6 +174,7 @@ function addOne(
     status: "added",
     to: (options.show ?? ((p: string) => p))(written),
     signature,
+    key: dedupeKey(signature, c.sut.inject),
     known: known?.id ?? null,
     before: m.before,
     after: m.after,

@@ -74,7 +74,7 @@ export function bugsOf(c: Case): string[] {
  * ```
  */
 export function expectationOf(c: Case): Expectation {
-  const known = new Set(INJECTED_BUGS.map((b) => b.name));
+  const known = new Set<string>(INJECTED_BUGS.map((b) => b.name));
   const problems: CaseProblem[] = [];
   const tagged: string[] = [];
   c.meta.tags.forEach((tag, i) => {

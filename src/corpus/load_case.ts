@@ -96,7 +96,7 @@ function protoKeys(json: unknown): CaseProblem[] {
 
 /** `sut.inject` names that no injected bug of the SUT has. */
 function unknownBugs(c: Case): CaseProblem[] {
-  const known = new Set(INJECTED_BUGS.map((b) => b.name));
+  const known = new Set<string>(INJECTED_BUGS.map((b) => b.name));
   return c.sut.inject.flatMap((name, i) =>
     known.has(name) ? [] : [{
       path: jsonPath(["sut", "inject", i]),

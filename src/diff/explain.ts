@@ -36,7 +36,9 @@
  *     only by the oracle, and the level of the paging-structure entry when the word is one the
  *     oracle walked (in this step or, failing that, an earlier one): `-A@PT`, `+D@PD`; else
  *     `data`.
- *   - invariant: the audit's invariant tags, sorted (`I-8`, `I-6b,I-8`).
+ *   - invariant: the audit's invariant tags, sorted (`I-8`, `I-6b,I-8`); with `I-8m`/`I-9m`,
+ *     the suffix `|modes=mixed` when the paging vCPUs disagree on EFER.NX, CR4.PSE or the
+ *     paging depth (one vCPU's SPTEs checked against another's meaning of the gptes).
  *   - sut-failure: the reason (`livelock`, `stale_host_page`, `exception:<first line of the
  *     message, lower case, numbers replaced by n>`).
  * - `mechanisms`: at most two SUT mechanisms (counters), taken only from the *specific* ones of
@@ -68,8 +70,10 @@
  * - `leaf` (observation and memory divergences of an op with a linear address): the shadow page
  *   holding the SUT's leaf SPTE for that address after the step: `unsync`, `synced` (indirect,
  *   write-protected), `direct`, or `mmio`, `mmio-unsync` (an MMIO SPTE in an unsync page: the
- *   guest may have changed its PTE since), `mmio-ram` (an MMIO SPTE for a gfn that a memslot
- *   now backs), `none` (not present), `noroot`. A stale
+ *   guest may have changed its PTE since), `mmio-ram` (an MMIO SPTE of the current memslot
+ *   generation for a gfn that a memslot now backs: re-marked since the memslot appeared),
+ *   `mmio-ram-old-gen` (the same, made before the memslot appeared: `check_mmio_spte` should
+ *   have refused it), `none` (not present), `noroot`. A stale
  *   translation in an `unsync` page is a missed sync; in a `synced` one, a missed write
  *   protection or role check.
  *
@@ -105,6 +109,7 @@ import {
   is_mmio_spte,
   is_mmu_writable_spte,
   is_shadow_present_pte,
+  MMIO_SPTE_GEN_MASK,
   spte_to_pfn,
 } from "../shadow/spte.ts";
 import type { Counter } from "../shadow/stats.ts";
@@ -648,9 +653,28 @@ export function divergenceSignature(c: Case, r: DiffResult): string | null {
   const leaf = (dv.kind === "observation" || dv.kind === "memory") && la !== null && r.sut
     ? `|leaf=${leafState(r.sut.kvm, vcpuOf(s.choices.op), la)}`
     : "";
+  const modes = dv.kind === "invariant" && /I-[89]m/.test(differs) && r.sut &&
+      vcpuModesDiffer(r.sut.kvm)
+    ? "|modes=mixed"
+    : "";
   return `${dv.kind}:${mode}:${s.choices.op.op}:${differs}|${
     mechanismPart(r.steps, d, dv.kind)
-  }${leaf}${after}`;
+  }${leaf}${after}${modes}`;
+}
+
+/**
+ * True when the paging vCPUs disagree on a guest mode bit that shadow-page roles do not record
+ * (EFER.NX, CR4.PSE) or on the paging depth: then one vCPU may use SPTEs another built under
+ * the other meaning of its gptes.
+ */
+function vcpuModesDiffer(kvm: Kvm): boolean {
+  const modes = new Set(
+    kvm.vcpus.filter((v) => v.mmu.cpu_role.base.level > 0).map((v) => {
+      const r = v.mmu.cpu_role;
+      return `${r.base.efer_nx}/${r.ext.cr4_pse}/${r.base.level}`;
+    }),
+  );
+  return modes.size > 1;
 }
 
 /**
@@ -675,7 +699,8 @@ function rightsRule(op: Op, path: readonly TraceEntry[], wp: boolean): string {
 
 /**
  * The state of the SUT's leaf for `la` (see the module doc): `unsync`, `synced`, `direct`,
- * `mmio`, `mmio-unsync`, `mmio-ram`, `none` (the walk ends at a non-present SPTE) or `noroot`.
+ * `mmio`, `mmio-unsync`, `mmio-ram`, `mmio-ram-old-gen`, `none` (the walk ends at a non-present
+ * SPTE) or `noroot`.
  */
 function leafState(kvm: Kvm, vcpuIndex: number, la: bigint): string {
   const vcpu = kvm.vcpus[vcpuIndex];
@@ -690,7 +715,10 @@ function leafState(kvm: Kvm, vcpuIndex: number, la: bigint): string {
     if (!last) return "none";
     const sp = kvm.spOfPfn.get(Math.floor(last.sptep / 4096));
     if (is_mmio_spte(last.spte)) {
-      if (kvm.gfn_to_memslot(get_mmio_spte_gfn(last.spte))) return "mmio-ram";
+      if (kvm.gfn_to_memslot(get_mmio_spte_gfn(last.spte))) {
+        const current = kvm.memslots.generation & MMIO_SPTE_GEN_MASK;
+        return get_mmio_spte_generation(last.spte) === current ? "mmio-ram" : "mmio-ram-old-gen";
+      }
       return sp?.unsync ? "mmio-unsync" : "mmio";
     }
     if (!is_shadow_present_pte(last.spte)) return "none";

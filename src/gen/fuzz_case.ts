@@ -36,7 +36,7 @@ export type { GuestMode } from "./fuzz_shape.ts";
 export { GUEST_MODES } from "./fuzz_shape.ts";
 
 /** The generator's name and version, recorded in every case's `meta.found.generator`. */
-export const FUZZ_GENERATOR = "shadow-fuzz@1";
+export const FUZZ_GENERATOR = "shadow-fuzz@2";
 
 /**
  * The version of fast-check the generator runs on (the one `deno.json` imports): a case's seed

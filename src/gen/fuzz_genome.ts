@@ -80,6 +80,8 @@ export interface Cr3Gene {
   readonly root: number;
   /** PCID no-flush (relaxed discipline with CR4.PCIDE only). */
   readonly noFlush: boolean;
+  /** 2 or 3: with `noFlush`, a round trip (flush to another root, then back with NOFLUSH). */
+  readonly trip: number;
   readonly vcpu: number;
 }
 
@@ -183,6 +185,7 @@ const opGene: fc.Arbitrary<OpGene> = fc.oneof(
       t: fc.constant("cr3" as const),
       root: u(3),
       noFlush: fc.boolean(),
+      trip: u(3),
       vcpu,
     }),
     weight: 10,

@@ -87,6 +87,18 @@ function largeFrame(shape: PagingShape, level: number, target: number): number {
   return menu[target % menu.length]!;
 }
 
+/**
+ * PSE-36 bit 13 (physical-address bit 32) of a 4 MiB PDE, for one mapping in eight when the CPU
+ * has PSE-36: the page then lies above 4 GiB, where the plan has no memslot (MMIO). The
+ * generator's own translation ignores it (it reads bits 31:12 only). Bit 13 is an address bit
+ * for every MAXPHYADDR >= 36, in the architecture and in KVM's fixed PSE-36 layout alike.
+ */
+function pse36High(pt: PageTables, level: number, g: MapGene): bigint {
+  const ctx = pt.ctx;
+  if (level !== 2 || ctx.shape.entryBytes !== 4 || !ctx.pse36 || ctx.maxPhyAddr < 36) return 0n;
+  return ((g.flags >> 9) & 7) === 7 ? 1n << 13n : 0n;
+}
+
 /** The leaf level of a mapping from its size gene. */
 function leafLevel(shape: PagingShape, g: MapGene): number {
   if (g.size < 6) return 1;
@@ -132,7 +144,12 @@ function install(pt: PageTables, root: Root, rootIndex: number, g: MapGene, la: 
       const frame = level === 1
         ? frame4k(pt, g.target, g.pick)
         : largeFrame(shape, level, g.target);
-      pt.set(t, index, pt.leaf(level, frame, code(level), flags(level)) | rsvd(level, true));
+      pt.set(
+        t,
+        index,
+        pt.leaf(level, frame, code(level), flags(level)) | rsvd(level, true) |
+          pse36High(pt, level, g),
+      );
       return;
     }
     if (!present && level === holeAt) {
@@ -208,13 +225,16 @@ export function buildLayout(g: Genome, setup: LayoutSetup): Layout {
     pse: control.pse,
     nxe: control.nxe,
     amd: cpu.vendor === "amd",
+    pse36: cpu.features.pse36,
   });
   const roots: Root[] = [];
   for (let i = 0; i < rootCount; i++) {
     const offsetCode = (g.rootBits >> (9 + 2 * i)) & 3;
     const base = shape.pae ? [0, 0, 0x20, 0xfe0][offsetCode]! : 0;
     const table = pt.add(shape.top, false, base);
-    const pcid = control.pcide ? (g.rootBits >> (3 * i)) & 7 : 0;
+    // PCIDs from a small set, so that roots often share one (a flush of one PCID must drop the
+    // cached roots of every CR3 that uses it).
+    const pcid = control.pcide ? [0, 1, 2, 1, 0, 2, 1, 0][(g.rootBits >> (3 * i)) & 7]! : 0;
     roots.push({
       table,
       cr3: (BigInt(table.gfn) << 12n) | BigInt(base | pcid),

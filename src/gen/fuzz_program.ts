@@ -36,7 +36,12 @@ export interface ProgramSetup {
 }
 
 type Toggle = "wp" | "smep" | "smap" | "pge" | "pse" | "nxe" | "ac";
-type VcpuState = Record<Toggle, boolean> & { root: number; pending: boolean };
+type VcpuState = Record<Toggle, boolean> & {
+  root: number;
+  pending: boolean;
+  /** Roots this vCPU has loaded (whose shadow KVM may have built). */
+  loaded: Set<number>;
+};
 
 const U64 = (1n << 64n) - 1n;
 
@@ -66,6 +71,7 @@ export class ProgramBuilder {
     this.#vcpus = Array.from({ length: vcpus }, () => ({
       root: 0,
       pending: false,
+      loaded: new Set([0]),
       wp: control.wp,
       smep: control.smep,
       smap: control.smap,
@@ -107,6 +113,9 @@ export class ProgramBuilder {
           });
           break;
         case "cr3":
+          if (gene.trip >= 2 && this.#roundTrip(gene.root, gene.noFlush, this.#v(gene.vcpu))) {
+            break;
+          }
           this.#movCr3(gene.root, gene.noFlush, this.#v(gene.vcpu));
           break;
         case "control":
@@ -232,9 +241,35 @@ export class ProgramBuilder {
   #movCr3(rootGene: number, noFlushGene: boolean, v: number): void {
     const s = this.#vcpus[v]!;
     s.root = rootGene % this.#lay.roots.length;
+    s.loaded.add(s.root);
     const noFlush = !this.#strict && this.#control.pcide && noFlushGene;
     this.ops.push({ op: "movCr3", vcpu: v, cr3: hex(this.#lay.roots[s.root]!.cr3), noFlush });
     if (!s.pge && !noFlush) s.pending = false;
+  }
+
+  /**
+   * A context switch away and back, as an OS with PCIDs does it: a flushing MOV CR3 to another
+   * root (one that shares the current root's PCID if there is one, the flush must then retire
+   * every cached translation of that PCID, the current root's included; and one this vCPU has
+   * not loaded yet if there is one, so that the sync of the new root does not reach the current
+   * root's pages), then MOV CR3 back to the current root with NOFLUSH. Relaxed discipline with
+   * CR4.PCIDE=1 and two roots or more; returns false (nothing emitted) otherwise.
+   */
+  #roundTrip(rootGene: number, noFlushGene: boolean, v: number): boolean {
+    const roots = this.#lay.roots;
+    if (this.#strict || !this.#control.pcide || !noFlushGene || roots.length < 2) return false;
+    const s = this.#vcpus[v]!;
+    const pcid = (i: number) => roots[i]!.cr3 & 0xfffn;
+    const others = roots.map((_, i) => i).filter((i) => i !== s.root);
+    const same = others.filter((i) => pcid(i) === pcid(s.root));
+    const other = same.find((i) => !s.loaded.has(i)) ?? same[0] ??
+      others[rootGene % others.length]!;
+    s.loaded.add(other);
+    this.ops.push(
+      { op: "movCr3", vcpu: v, cr3: hex(roots[other]!.cr3), noFlush: false },
+      { op: "movCr3", vcpu: v, cr3: hex(roots[s.root]!.cr3), noFlush: true },
+    );
+    return true;
   }
 
   #toggle(g: ControlGene): void {
@@ -261,6 +296,22 @@ export class ProgramBuilder {
     else this.ops.push({ op: "writeCr4", vcpu: v, [which]: on });
     if (which === "pge") s.pending = false;
     else if (which !== "ac") this.#owe(v);
+  }
+
+  /**
+   * After a memslot change, later accesses aim first (as after a page-table store) at the
+   * addresses vCPU 0 maps into the gfns that changed between RAM and MMIO: what KVM cached for
+   * them (MMIO SPTEs, the MMIO info cache, RAM SPTEs) is what the change must retire.
+   */
+  #aimAt(baseGfn: number, npages: number): void {
+    const root = this.#lay.roots[this.#vcpus[0]!.root]!;
+    const las = [...this.#lay.mapped, ...this.#lay.extra].filter((la) => {
+      const gfn = this.#pt && root.table
+        ? this.#pt.translate(root.table, la)
+        : Number((la & 0xffff_ffffn) >> 12n);
+      return gfn !== null && gfn >= baseGfn && gfn < baseGfn + npages;
+    });
+    if (las.length > 0) this.#recent = las;
   }
 
   /** The memslot now holding `gfn`, if any. */
@@ -303,6 +354,7 @@ export class ProgramBuilder {
           this.ops.push({ op: "memslotRemove", slot: id });
           this.#slots.delete(id);
           this.#logging.delete(id);
+          this.#aimAt(old.baseGfn, old.npages);
         } else {
           const [baseGfn, npages] = SLOT_RANGE[id]!;
           const readOnly = g.b % 8 === 7;
@@ -314,6 +366,7 @@ export class ProgramBuilder {
             readOnly,
           });
           this.#slots.set(id, { slot: id, baseGfn, npages, readOnly });
+          this.#aimAt(baseGfn, npages);
         }
         this.#owe(null);
         return;

@@ -74,8 +74,11 @@ export function pteValue(pt: PageTables, t: Table, e: number, g: PteGene): bigin
       return level === 1 ? pt.leaf(1, gfn, rights, flags) : pt.pointer(level, gfn, rights, flags);
     }
     case 9: {
+      // One reserved bit, in a new entry or (half the time) in the entry as it is, which keeps
+      // its frame: KVM's sync then re-checks the same translation (FNAME(sync_spte)).
       const bits = pt.reservedBits(level, false);
-      const v = normal();
+      const keep = (old & 1n) === 1n && !pt.isPdpte(level) && ((g.pick >> 1) & 1) === 1;
+      const v = keep ? old : normal();
       return bits.length === 0 ? v : v | (1n << BigInt(bits[g.pick % bits.length]!));
     }
     default:

@@ -99,6 +99,8 @@ export interface TableContext {
   readonly pse: boolean;
   readonly nxe: boolean;
   readonly amd: boolean;
+  /** CPUID PSE-36: a 4 MiB PDE holds physical-address bits 35:32 in bits 16:13. */
+  readonly pse36: boolean;
 }
 
 /** The page tables of a case under construction. */
@@ -209,12 +211,16 @@ export class PageTables {
     }
     if (this.isPdpte(level)) return [1, 2, 5, 7, 8, 63, ...hi];
     const xd = nxe ? [] : [63];
-    if (shape.pae) return [...hi, 62, ...xd];
+    // Bits outside the frame address (XD while NXE=0, PAE bit 62) leave the gfn in a memslot,
+    // so KVM's prefetch and sync paths read such an entry as a translation to check (a high
+    // address bit sends the gfn out of every memslot first): they get half the picks.
+    const keep = shape.pae ? [62, ...xd] : xd;
+    if (shape.pae) return [...hi, ...keep, ...keep];
     if (level >= 4) return [7, ...(amd ? [8] : []), ...hi, ...xd];
     if (leaf && level === 3) return [13, 29, ...hi];
     if (leaf && level === 2) return [13, 20, ...hi];
     if (level === 3 && !gbPages) return [7, ...hi];
-    return [...hi, ...xd];
+    return [...hi, ...keep, ...keep];
   }
 
   /**

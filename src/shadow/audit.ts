@@ -59,7 +59,7 @@
  *   walker's: clean-protected, full, or the CR0.WP=0 form). Checking every link against its
  *   gpte is the doc's "role.access equals the AND along every parent path".
  * - **I-8m, I-9m**: the I-8/I-9 gpte checks whose verdict depends on guest mode bits the role
- *   does not record: reserved bits (EFER.NX, PAE vs 4-level, CR4.PSE for 4 MiB pages) and, for
+ *   does not record: reserved bits 63:52 (EFER.NX, PAE vs 4-level), CR4.PSE for 4 MiB pages, and, for
  *   4-byte gptes, whether CR4.PSE makes a PDE huge. KVM itself keeps such SPTEs after the mode
  *   changes (doc §4.1 and §4.2: the model reproduces those candidate divergences), so a harness
  *   that wants the model's own bugs only should ignore these tags. The mode is taken from the
@@ -164,7 +164,7 @@ import {
   PT_GUEST_DIRTY_MASK,
   type PttypeDesc,
 } from "./paging_tmpl.ts";
-import { is_cpuid_PSE36, type RsvdBitsValidate } from "./guest_metadata.ts";
+import { get_rsvd_bits, is_cpuid_PSE36, type RsvdBitsValidate } from "./guest_metadata.ts";
 
 /** One broken invariant. */
 export interface AuditViolation {
@@ -889,7 +889,12 @@ class Audit {
     if (!is_present_gpte(gpte)) problem = `${what()} is not present`;
     else if (ctx && FNAME_is_rsvd_bits_set(ctx.rsvd, gpte, level)) {
       problem = `${what()} has reserved bits set for level ${level} in the current guest mode`;
-      mode = true;
+      // Only bits whose reservedness the role does not record make it a mode problem: bit 63
+      // (EFER.NX) and bits 62:52 (reserved with PAE, ignored in 4-level paging) of 8-byte
+      // gptes, and every reserved bit of a 4-byte PDE (CR4.PSE). An address bit above
+      // MAXPHYADDR, or a misaligned large frame, is reserved in every mode.
+      const bad = gpte & get_rsvd_bits(ctx.rsvd.guest_rsvd_check, gpte, level);
+      mode = desc.PTTYPE === 32 || (bad & ((1n << 52n) - 1n)) === 0n;
     } else if ((gpte & PT_GUEST_ACCESSED_MASK) === 0n && !slot.readOnly) {
       // The walker sets A before KVM maps through a gpte (except in a read-only memslot);
       // prefetch and sync_spte refuse A=0; clearing A is a write KVM zaps on.

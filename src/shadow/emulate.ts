@@ -55,7 +55,8 @@ function vcpu_mmio_gva_to_gpa(
   if (
     vcpu_match_mmio_gva(vcpu, gva) &&
     (!vcpu.is_paging ||
-      permission_fault(mmu, cpl, vcpu.arch.rflags_ac, vcpu.mmio_access, 0, access, 0) === 0)
+      permission_fault(mmu, cpl, vcpu.arch.rflags_ac, vcpu.mmio_access, 0, access, 0) === 0 ||
+      vcpu.kvm.bug("mmio_cache_ignores_access"))
   ) {
     vcpu.kvm.count("mmio_cache_hits"); // trace_vcpu_match_mmio
     return { gpa: vcpu.mmio_gfn * 4096 + Number(gva & 0xfffn), mmio: true };

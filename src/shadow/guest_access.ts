@@ -38,6 +38,7 @@ export function walkerVcpu(vcpu: KvmVcpu, cpl: number): WalkerVcpu {
     cpl,
     rflags_ac: vcpu.arch.rflags_ac,
     pkru: vcpu.arch.pkru,
+    bug: (name) => vcpu.kvm.bug(name),
   };
 }
 

@@ -41,7 +41,7 @@ export function kvm_mmu_slot_apply_flags(kvm: Kvm, id: number, log_dirty: boolea
     return true;
   }
   slot.dirty_bitmap = new Set();
-  kvm_mmu_slot_remove_write_access(kvm, slot);
+  if (!kvm.bug("dirty_log_enable_no_write_protect")) kvm_mmu_slot_remove_write_access(kvm, slot);
   return true;
 }
 
@@ -58,7 +58,7 @@ export function kvm_get_dirty_log_protect(kvm: Kvm, id: number): number[] {
   kvm.count("dirty_log_harvests");
   if (gfns.length > 0) {
     kvm_mmu_write_protect_gfns_for_log(kvm, slot, gfns);
-    kvm_flush_remote_tlbs(kvm);
+    if (!kvm.bug("dirty_log_clear_no_flush")) kvm_flush_remote_tlbs(kvm);
   }
   return gfns;
 }
@@ -91,7 +91,7 @@ export function kvm_set_memslot_create(
 export function kvm_set_memslot_delete(kvm: Kvm, id: number): boolean {
   if (!kvm.memslots.byId(id)) return false;
   kvm.memslots.generation += 1; // KVM_MEMSLOT_GEN_UPDATE_IN_PROGRESS while invalid
-  kvm_mmu_zap_all_fast(kvm);
+  if (!kvm.bug("memslot_delete_no_zap")) kvm_mmu_zap_all_fast(kvm);
   kvm.memslots.generation -= 1;
   kvm.memslots.remove(id);
   kvm.event(null, () => `slot ${id} deleted`);

@@ -10,7 +10,7 @@ import { HostMemory, UserspaceMemory } from "./host_memory.ts";
 import { type KvmMemorySlot, KvmMemslots } from "./kvm_memslots.ts";
 import type { KvmMmuPage } from "./mmu_page.ts";
 import type { KvmVcpu } from "./kvm_vcpu.ts";
-import { checkBugNames } from "./bugs.ts";
+import { type BugName, checkBugNames } from "./bugs.ts";
 
 /** Mechanisms that can be switched off (all on by default). */
 export interface KvmFeatures {
@@ -97,7 +97,7 @@ export class Kvm {
   }
 
   /** True when the injected bug `name` is switched on. */
-  bug(name: string): boolean {
+  bug(name: BugName): boolean {
     return this.#bugs.has(name);
   }
 

@@ -22,6 +22,7 @@ import {
   kvm_set_cr4,
   kvm_set_efer,
   load_pdptrs,
+  vcpu_enter_guest,
 } from "./x86.ts";
 import { cpu_access, type CpuFailureReason, hw_linear_address } from "./cpu.ts";
 import { kvm_mmu_invlpg } from "./mmu_roots.ts";
@@ -33,6 +34,15 @@ import {
   kvm_set_memslot_create,
   kvm_set_memslot_delete,
 } from "./host_events.ts";
+
+/** Guest instructions shadow paging intercepts: each is a VM exit, then a VM entry. */
+const INTERCEPTED: ReadonlySet<string> = new Set([
+  "movCr3",
+  "writeCr0",
+  "writeCr4",
+  "writeEfer",
+  "invlpg",
+]);
 
 /** One step of the SUT: an observation, or a failure of the model to produce one. */
 export type SutStep =
@@ -158,6 +168,17 @@ export class ShadowMachine {
   }
 
   #run(op: Op): SutStep {
+    const r = this.#execute(op);
+    // MOV CR3, CR0/CR4/EFER writes and INVLPG exit to KVM (shadow paging intercepts them); the
+    // VM entry after the exit services the requests they made (vcpu_enter_guest) before the
+    // vCPU's next instruction, whatever that is.
+    if ("vcpu" in op && INTERCEPTED.has(op.op) && r.kind !== "failure") {
+      vcpu_enter_guest(this.#vcpu(op.vcpu));
+    }
+    return r;
+  }
+
+  #execute(op: Op): SutStep {
     this.#step++;
     this.kvm.stats.step = this.#step;
     const seen = (observation: Observation): SutStep => ({ kind: "observation", observation });

@@ -39,7 +39,9 @@ export function vcpu_clear_mmio_info(vcpu: KvmVcpu, gva: bigint | null): void {
 
 /** `vcpu_match_mmio_gva` (with the generation check of `vcpu_match_mmio_gen`). */
 export function vcpu_match_mmio_gva(vcpu: KvmVcpu, gva: bigint): boolean {
-  return vcpu.mmio_gen === vcpu.kvm.memslots.generation && vcpu.mmio_gva !== 0 &&
+  const gen_ok = vcpu.mmio_gen === vcpu.kvm.memslots.generation ||
+    (vcpu.mmio_gen !== -1 && vcpu.kvm.bug("mmio_cache_ignores_generation"));
+  return gen_ok && vcpu.mmio_gva !== 0 &&
     vcpu.mmio_gva === Number(gva >> 12n) * 4096;
 }
 
@@ -54,6 +56,7 @@ export function mark_mmio_spte(vcpu: KvmVcpu, sptep: number, gfn: number, access
 /** `check_mmio_spte`: the SPTE's generation is current and no memslot update is in progress. */
 export function check_mmio_spte(vcpu: KvmVcpu, spte: bigint): boolean {
   const kvm_gen = vcpu.kvm.memslots.generation;
+  if (vcpu.kvm.bug("mmio_spte_ignores_generation")) return true;
   if ((kvm_gen & 1) !== 0) return false;
   return (kvm_gen & MMIO_SPTE_GEN_MASK) === get_mmio_spte_generation(spte);
 }

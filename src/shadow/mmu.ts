@@ -326,7 +326,8 @@ function account_shadowed(kvm: Kvm, sp: KvmMmuPage): void {
     kvm.gfn_write_track.set(gfn, (kvm.gfn_write_track.get(gfn) ?? 0) + 1);
   }
   update_gfn_disallow_lpage_count(slot, gfn, 1);
-  if (kvm_mmu_slot_gfn_write_protect(kvm, slot, gfn, PG_LEVEL_4K)) kvm_flush_remote_tlbs(kvm);
+  const flush = kvm_mmu_slot_gfn_write_protect(kvm, slot, gfn, PG_LEVEL_4K);
+  if (flush && !kvm.bug("rmap_write_protect_no_flush")) kvm_flush_remote_tlbs(kvm);
 }
 
 /** `unaccount_shadowed`. */
@@ -740,7 +741,7 @@ export function kvm_sync_page(vcpu: KvmVcpu, sp: KvmMmuPage, invalid_list: KvmMm
  * `mmu_unsync_walk`: the unsync descendants of `parent` (stale bitmap bits are cleared along the
  * way).
  */
-function mmu_unsync_walk(kvm: Kvm, parent: KvmMmuPage, out: KvmMmuPage[]): void {
+function mmu_unsync_walk(kvm: Kvm, parent: KvmMmuPage, out: KvmMmuPage[], depth = 0): void {
   for (let i = 0; i < 512; i++) {
     if (!parent.unsync_child_bitmap[i]) continue;
     const spte = get_spte(kvm, parent.sptep(i));
@@ -751,7 +752,8 @@ function mmu_unsync_walk(kvm: Kvm, parent: KvmMmuPage, out: KvmMmuPage[]): void 
       clear_unsync_child_bit(parent, i);
       continue;
     }
-    if (child.unsync_children > 0) mmu_unsync_walk(kvm, child, out);
+    const descend = depth === 0 || !kvm.bug("unsync_walk_one_level");
+    if (child.unsync_children > 0 && descend) mmu_unsync_walk(kvm, child, out, depth + 1);
     if (child.unsync) {
       if (!out.includes(child)) out.push(child);
     } else if (child.unsync_children === 0) clear_unsync_child_bit(parent, i);

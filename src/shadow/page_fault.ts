@@ -215,6 +215,11 @@ export function mmu_set_spte(
   const prefetch = !fault || fault.prefetch;
   const write_fault = !!fault && fault.write;
   const old = get_spte(kvm, sptep);
+  if (pfn === KVM_PFN_NOSLOT && kvm.bug("mmio_spte_over_present_spte")) {
+    // Before aad885e77496: the MMIO SPTE simply overwrites whatever was there.
+    mark_mmio_spte(vcpu, sptep, gfn, pte_access);
+    return "RET_PF_EMULATE";
+  }
   if (is_shadow_present_pte(old)) {
     if (level > PG_LEVEL_4K && !is_large_pte(old)) {
       const child = kvm.spOfPfn.get(spte_to_pfn(old));
@@ -291,6 +296,7 @@ function kvm_mmu_max_mapping_level(
   max_level: number,
 ): number {
   let level = Math.min(max_level, vcpu.kvm.ram.hostMappingLevel(gfn));
+  if (vcpu.kvm.bug("hugepage_ignores_disallow_lpage")) return level;
   for (; level > PG_LEVEL_4K; level--) {
     if (slot.disallowLpage(gfn, level) === 0) break;
   }

@@ -184,7 +184,7 @@ export function kvm_mmu_track_write(vcpu: KvmVcpu, gpa: number, bytes: number): 
         continue;
       }
       const written = get_written_sptes(sp, w.gpa);
-      if (!written) continue;
+      if (!written || kvm.bug("track_write_skips_zap")) continue;
       for (let i = 0; i < written.npte; i++) {
         const sptep = sp.sptep(written.index + i);
         const entry = get_spte(kvm, sptep);

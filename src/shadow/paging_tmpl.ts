@@ -30,6 +30,7 @@ import {
   PT32_ROOT_LEVEL,
   PT32E_ROOT_LEVEL,
 } from "./mmu_role.ts";
+import type { BugName } from "./bugs.ts";
 
 /** `PAGE_SHIFT`. */
 export const PAGE_SHIFT = 12;
@@ -262,6 +263,8 @@ export interface WalkerVcpu extends GuestPagingMetadata {
   rflags_ac: boolean;
   /** PKRU. */
   pkru: number;
+  /** `kvm.bug(name)`: an injected bug of the zoo is on (absent: none). */
+  bug?: (name: BugName) => boolean;
 }
 
 /** `struct x86_exception` for a #PF the walker reports (the caller injects it). */
@@ -389,10 +392,11 @@ export function walk_addr_generic(
   const user_fault = access & PFERR_USER_MASK;
   const fetch_fault = access & PFERR_FETCH_MASK;
   const walk_nx_mask = desc.walk_nx_mask;
+  const bug = (name: BugName): boolean => vcpu.bug?.(name) ?? false;
   let errcode = 0;
 
   const error = (): GuestWalker => {
-    errcode |= write_fault | user_fault;
+    errcode |= write_fault | (bug("walker_error_drops_user_bit") ? 0 : user_fault);
     if (fetch_fault && (role.base.efer_nx || role.ext.cr4_smep)) errcode |= PFERR_FETCH_MASK;
     walker.fault = { error_code: errcode, address: addr };
     return walker;
@@ -431,6 +435,8 @@ export function walk_addr_generic(
 
       const slot = mem.memslot(table_gfn);
       if (slot === undefined) return error();
+      // Before ba6a35415455 the table was mapped for writing (for A/D), which ROM refuses.
+      if (slot.readOnly && bug("walker_readonly_slot_faults")) return error();
       walker.pte_writable[walker.level - 1] = !slot.readOnly;
       pte = mem.read(pte_gpa, desc.PTE_SIZE) & desc.PT_ELEMENT_MASK;
 
@@ -438,7 +444,10 @@ export function walk_addr_generic(
       pte_access = pt_access & (pte ^ walk_nx_mask);
 
       if (!is_present_gpte(pte)) return error();
-      if (FNAME_is_rsvd_bits_set(vcpu, pte, walker.level)) {
+      const rsvd_level = desc.PTTYPE === 64 && walker.level === 2 && bug("rsvd_check_2m_as_1g")
+        ? 3
+        : walker.level;
+      if (FNAME_is_rsvd_bits_set(vcpu, pte, rsvd_level)) {
         errcode = PFERR_RSVD_MASK | PFERR_PRESENT_MASK;
         return error();
       }
@@ -463,7 +472,10 @@ export function walk_addr_generic(
 
     let gfn = gpte_to_gfn_lvl(desc, pte, walker.level);
     gfn += Number((addr & desc.PT_LVL_OFFSET_MASK(walker.level)) >> 12n);
-    if (desc.PTTYPE === 32 && walker.level > PG_LEVEL_4K && is_cpuid_PSE36()) {
+    if (
+      desc.PTTYPE === 32 && walker.level > PG_LEVEL_4K && is_cpuid_PSE36() &&
+      !bug("pse36_gfn_delta_ignored")
+    ) {
       gfn += pse36_gfn_delta(pte);
     }
     walker.gfn = gfn;

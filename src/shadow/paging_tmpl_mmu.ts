@@ -10,6 +10,7 @@ import { PG_LEVEL_4K } from "./kvm_memslots.ts";
 import type { KvmMmuPage } from "./mmu_page.ts";
 import { spte_index } from "./mmu_page.ts";
 import {
+  ACC_ALL,
   ACC_EXEC_MASK,
   ACC_USER_MASK,
   ACC_WRITE_MASK,
@@ -39,6 +40,7 @@ import {
   paging_tmpl_for,
   prefetch_invalid_gpte,
   protect_clean_gpte,
+  PT_GUEST_ACCESSED_MASK,
   PTE_PREFETCH_NUM,
   type PttypeDesc,
   walk_addr,
@@ -88,6 +90,9 @@ function prefetch_invalid_gpte_drop(
   if (invalid && vcpu.kvm.bug("prefetch_ignores_accessed")) {
     invalid = !is_present_gpte(gpte) || FNAME_is_rsvd_bits_set(vcpu.mmu, gpte, PG_LEVEL_4K);
   }
+  if (invalid && vcpu.kvm.bug("prefetch_ignores_reserved")) {
+    invalid = !is_present_gpte(gpte) || (gpte & PT_GUEST_ACCESSED_MASK) === 0n;
+  }
   if (!invalid) return false;
   drop_spte(vcpu.kvm, sptep);
   return true;
@@ -135,7 +140,8 @@ function prefetch_gpte(
 ): boolean {
   if (prefetch_invalid_gpte_drop(vcpu, desc, sptep, gpte)) return false;
   const gfn = gpte_to_gfn(desc, gpte);
-  const pte_access = protect_clean_gpte(sp.role.access & gpte_access(desc, gpte), gpte);
+  const upper = vcpu.kvm.bug("prefetch_ignores_upper_access") ? ACC_ALL : sp.role.access;
+  const pte_access = protect_clean_gpte(upper & gpte_access(desc, gpte), gpte);
   // gfn_to_memslot_dirty_bitmap: no writable prefetch into a dirty-logged slot.
   const slot = vcpu.kvm.gfn_to_memslot(gfn);
   // gfn_to_pfn_memslot_atomic asks for a writable mapping: a read-only slot is never prefetched.
@@ -163,7 +169,10 @@ function pte_prefetch(vcpu: KvmVcpu, desc: PttypeDesc, gw: GuestWalker, sptep: n
     const spte = sp.sptep(first + i);
     if (spte === sptep) continue;
     if (is_shadow_present_pte(get_spte(kvm, spte))) continue;
-    if (!prefetch_gpte(vcpu, desc, sp, spte, gw.prefetch_ptes[i]!, true)) break;
+    const gpte = kvm.bug("prefetch_window_off_by_one")
+      ? gw.prefetch_ptes[(i + 1) % PTE_PREFETCH_NUM]!
+      : gw.prefetch_ptes[i]!;
+    if (!prefetch_gpte(vcpu, desc, sp, spte, gpte, true)) break;
   }
 }
 
@@ -190,7 +199,12 @@ export function __direct_pte_prefetch(vcpu: KvmVcpu, sp: KvmMmuPage, sptep: numb
 /** `FNAME(fetch)`: builds the shadow path for the walked translation and sets the leaf. */
 function fetch(vcpu: KvmVcpu, desc: PttypeDesc, fault: KvmPageFault, gw: GuestWalker): RetPf {
   const kvm = vcpu.kvm;
-  const direct_access = gw.pte_access;
+  // 5fd5387c89ec: the direct sp under a large gpte takes the large gpte's own rights too.
+  const direct_access = kvm.bug("direct_sp_access_ignores_leaf_w")
+    ? gw.pt_access[gw.level - 1]!
+    : gw.pte_access;
+  // d28c6cfbbc5e: the access is part of the direct sp's role (its lookup key).
+  const direct_role_access = kvm.bug("direct_sp_role_ignores_access") ? ACC_ALL : direct_access;
   let top_level = vcpu.mmu.cpu_role.base.level;
   if (top_level === PT32E_ROOT_LEVEL) top_level = PT32_ROOT_LEVEL;
   if (gpte_changed(vcpu, desc, gw, top_level)) return "RET_PF_RETRY";
@@ -222,8 +236,8 @@ function fetch(vcpu: KvmVcpu, desc: PttypeDesc, fault: KvmPageFault, gw: GuestWa
   for (; it.okay(); it.next()) {
     base_gfn = fault.gfn - (fault.gfn % 2 ** ((it.level - 1) * 9));
     if (it.level === fault.goal_level) break;
-    validate_direct_spte(kvm, it.sptep, direct_access);
-    const sp = kvm_mmu_get_child_sp(vcpu, it.sptep, base_gfn, true, direct_access);
+    validate_direct_spte(kvm, it.sptep, direct_role_access);
+    const sp = kvm_mmu_get_child_sp(vcpu, it.sptep, base_gfn, true, direct_role_access);
     if (sp === EEXIST) continue;
     link_shadow_page(kvm, it.sptep, sp);
   }
@@ -300,7 +314,7 @@ export function FNAME_sync_spte(vcpu: KvmVcpu, sp: KvmMmuPage, i: number): numbe
     kvm.count("sync_spte_dropped");
     return 1;
   }
-  if (kvm_mmu_page_get_access(sp, i) === pte_access) return 0;
+  if (kvm_mmu_page_get_access(sp, i) === pte_access || kvm.bug("sync_spte_keeps_access")) return 0;
   kvm_mmu_page_set_access(sp, i, pte_access);
   const host_writable = (old & shadow_host_writable_mask) !== 0n;
   const slot = kvm.gfn_to_memslot(gfn);

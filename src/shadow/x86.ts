@@ -44,6 +44,9 @@ export function kvm_init_mmu(vcpu: KvmVcpu): void {
     efer_nx: a.efer_nx,
   });
   const root_role = kvm_calc_shadow_mmu_root_role(cpu_role);
+  // Stale role bits: the shadow pages' role forgets a bit whose change must not reuse them.
+  if (vcpu.kvm.bug("cr0_wp_not_in_role")) root_role.cr0_wp = true;
+  if (vcpu.kvm.bug("smep_andnot_wp_not_in_role")) root_role.smep_andnot_wp = false;
   const mmu = vcpu.mmu as KvmMmu | undefined;
   if (
     mmu && cpuRoleAsU64(mmu.cpu_role) === cpuRoleAsU64(cpu_role) &&
@@ -102,7 +105,7 @@ export function load_pdptrs(vcpu: KvmVcpu, cr3: bigint): boolean {
   const pdpte = [0, 1, 2, 3].map((i) => kvm.readGuestPhys(base + i * 8));
   const rsvd = pdptr_rsvd_bits(vcpu);
   if (pdpte.some((e) => (e & PT_PRESENT_MASK) !== 0n && (e & rsvd) !== 0n)) return false;
-  if (pdpte.some((e, i) => e !== vcpu.mmu.pdptrs[i])) {
+  if (pdpte.some((e, i) => e !== vcpu.mmu.pdptrs[i]) && !kvm.bug("pdptr_change_keeps_root")) {
     kvm_mmu_free_roots(kvm, vcpu.mmu, { current: true, previous: [] });
   }
   vcpu.mmu.pdptrs = pdpte;
@@ -163,7 +166,8 @@ export function kvm_set_cr4(vcpu: KvmVcpu, cr4: Cr4Bits): SetResult {
     if (!cr4.pae || cr4.la57 !== old.la57) return "gp";
   }
   const pdptrBits = cr4.pge !== old.pge || cr4.pse !== old.pse || cr4.pae !== old.pae ||
-    cr4.smep !== old.smep;
+    cr4.smep !== old.smep ||
+    (cr4.smap !== old.smap && vcpu.kvm.bug("smap_toggle_reloads_pdptrs"));
   if (!vcpu.is_long_mode && a.cr0_pg && cr4.pae && pdptrBits && !load_pdptrs(vcpu, a.cr3)) {
     return "gp";
   }
@@ -181,7 +185,8 @@ export function kvm_set_cr4(vcpu: KvmVcpu, cr4: Cr4Bits): SetResult {
     cr4.smep !== old.smep || cr4.smap !== old.smap || cr4.pke !== old.pke;
   if (role) kvm_mmu_reset_context(vcpu);
   if (cr4.pcide && !old.pcide) kvm_mmu_unload(vcpu);
-  if (cr4.pge !== old.pge || (!cr4.pcide && old.pcide)) {
+  const pge_flush = cr4.pge !== old.pge && !vcpu.kvm.bug("pge_toggle_no_flush");
+  if (pge_flush || (!cr4.pcide && old.pcide)) {
     vcpu.kvm_make_request("KVM_REQ_TLB_FLUSH_GUEST");
   } else if (cr4.pae !== old.pae || (cr4.smep && !old.smep)) {
     vcpu.kvm_make_request("KVM_REQ_TLB_FLUSH_CURRENT");
@@ -216,7 +221,9 @@ function kvm_invalidate_pcid(vcpu: KvmVcpu, pcid: number): void {
   const previous = [0, 1, 2].filter((i) =>
     kvm_get_pcid(vcpu, vcpu.mmu.prev_roots[i]!.pgd) === pcid
   );
-  if (previous.length > 0) kvm_mmu_free_roots(vcpu.kvm, vcpu.mmu, { current: false, previous });
+  if (previous.length > 0 && !vcpu.kvm.bug("invalidate_pcid_keeps_prev_roots")) {
+    kvm_mmu_free_roots(vcpu.kvm, vcpu.mmu, { current: false, previous });
+  }
 }
 
 /** `kvm_set_cr3`: `noflush` is CR3 bit 63 (`X86_CR3_PCID_NOFLUSH`). */

@@ -11,7 +11,8 @@ import { basename, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { addFindings, type AddResult, todayUtc } from "../../src/corpus/add.ts";
 import { checkCaseFile } from "../../src/corpus/check.ts";
-import { encodeCase, loadCaseFile, parseCase } from "../../src/corpus/load_case.ts";
+import { caseFilesIn, encodeCase, loadCaseFile, parseCase } from "../../src/corpus/load_case.ts";
+import { expectsDivergence } from "../../src/corpus/expectation.ts";
 import { candidateName, SLUG_MAX, slugOf } from "../../src/corpus/slug.ts";
 import { runCase } from "../../src/corpus/run_case.ts";
 import { corpusStats, spreadOf, statsText } from "../../src/corpus/stats.ts";
@@ -254,7 +255,13 @@ Deno.test("stats: deterministic counts by mode, tag and provenance, bugs covered
   const sum = (r: Record<string, number>) => Object.values(r).reduce((x, y) => x + y, 0);
   equal(sum(a.byMode), a.cases);
   equal(sum(a.byFoundBy), a.cases);
-  equal(a.byTag[EXPECT_DIVERGENCE], a.expectDivergence);
+  // Cases that must diverge as written: tagged expect:divergence, or with injected bugs on.
+  const must = caseFilesIn([CORPUS]).filter((f) => {
+    const l = loadCaseFile(f);
+    return l.ok && expectsDivergence(l.case);
+  });
+  equal(a.expectDivergence, must.length);
+  ok(a.byTag[EXPECT_DIVERGENCE]! <= a.expectDivergence);
   deepStrictEqual(Object.keys(a.injectedBugs), INJECTED_BUGS.map((b) => b.name).sort());
   ok(Object.values(a.injectedBugs).every((n) => n >= 1), JSON.stringify(a.injectedBugs));
   ok(a.ops.min <= a.ops.median && a.ops.median <= a.ops.max);

@@ -75,9 +75,9 @@ const EXPECTED_KVM_SIGNATURES: Record<string, string> = {
   "legacy32/two-vcpus-cr4-pse-differ.json":
     "observation:legacy32:load:ok-vs-pf:not-present-ps-ignored@PT|mech=emulated_writes@walk|leaf=synced",
   "legacy32/sync-refreshes-stale-mmio-spte-store.json":
-    "memory:legacy32:store:data|mech=pf_mmio_spte_created@emulate|leaf=mmio-ram",
+    "memory:legacy32:store:data|mech=pf_mmio_spte_created,mmio_cache_hits@emulate|leaf=mmio-ram",
   "legacy32/sync-refreshes-stale-mmio-spte.json":
-    "observation:legacy32:load:value|mech=pf_mmio_spte_created@emulate|leaf=mmio-ram",
+    "observation:legacy32:load:value|mech=pf_mmio_spte_created,mmio_cache_hits@emulate|leaf=mmio-ram",
   "pae/not-present-pf-keeps-unsync-spte.json":
     "observation:pae:load:ok-vs-pf:not-present@PT|mech=none@walk|leaf=unsync|after=pf-not-present",
   "pae/stale-mmio-spte-store-no-dirty.json":
@@ -141,11 +141,15 @@ Deno.test("explain: with the audit, an invariant divergence names the invariant 
   match(e.flagged[0]!.decoded, /^\[1\] leaf 4K P U pfn=0x[0-9a-f]+ gfn=0x21/);
   match(e.flagged[0]!.sp, /^sp#\d+ gfn=0x4 L1 q0 indirect acc=uwx/);
   const unsync = BUGS.find((b) => b.bug === "unsync_no_write_protect_on_sync")!;
-  match(explain(unsync.c, true).signature, /^invariant:ia32e4:load:I-6b\|mech=sync_spte_dropped@/);
+  // The MOV CR3's exit syncs at the VM entry that follows it, so the audit flags that step.
+  match(
+    explain(unsync.c, true).signature,
+    /^invariant:ia32e4:movCr3:I-6b\|mech=sync_spte_dropped@/,
+  );
   // A divergence on a non-access op has no walks but still names the flagged SPTE.
   const nxe = KVM.find((k) => k.name.startsWith("ia32e4/nxe"))!;
   const n = explain(nxe.c, true);
-  equal(n.signature, "invariant:ia32e4:writeEfer:I-8m|mech=none@none");
+  equal(n.signature, "invariant:ia32e4:writeEfer:I-8m|mech=sp_reused@none");
   deepStrictEqual([n.oracleWalk, n.spteWalk], [[], []]);
   match(n.flagged[0]!.decoded, /leaf 4K .*NX/);
 });
