@@ -64,6 +64,11 @@ export interface PteGene {
   /** Reach the table through the recursive slot (odd) or the window (even), if both exist. */
   readonly via: number;
   readonly cpl3: boolean;
+  /**
+   * 2 or 3: a load of an address the store retargets before it, then a context switch away and
+   * back ({@link Cr3Gene.trip}) and the load again (relaxed discipline with PCIDs only).
+   */
+  readonly trip: number;
   readonly vcpu: number;
 }
 
@@ -80,7 +85,7 @@ export interface Cr3Gene {
   readonly root: number;
   /** PCID no-flush (relaxed discipline with CR4.PCIDE only). */
   readonly noFlush: boolean;
-  /** 2 or 3: with `noFlush`, a round trip (flush to another root, then back with NOFLUSH). */
+  /** 1 to 3: with `noFlush`, a round trip (flush to another root, then back with NOFLUSH). */
   readonly trip: number;
   readonly vcpu: number;
 }
@@ -170,6 +175,7 @@ const pteGene: fc.Arbitrary<PteGene> = fc.record({
   rights: u(0xfff),
   via: u(1),
   cpl3: u(3).map((n) => n === 3, (v) => (v ? 3 : 0)),
+  trip: u(3),
   vcpu,
 });
 

@@ -113,7 +113,7 @@ export class ProgramBuilder {
           });
           break;
         case "cr3":
-          if (gene.trip >= 2 && this.#roundTrip(gene.root, gene.noFlush, this.#v(gene.vcpu))) {
+          if (gene.trip >= 1 && this.#roundTrip(gene.root, gene.noFlush, this.#v(gene.vcpu))) {
             break;
           }
           this.#movCr3(gene.root, gene.noFlush, this.#v(gene.vcpu));
@@ -233,9 +233,18 @@ export class ProgramBuilder {
     }
     this.#flush(v);
     const la = tla + BigInt(offset & ~7);
+    const affected = [...(this.#affects.get(t.gfn * 512 + (offset >> 3)) ?? [])];
+    // A process touches a page, the OS edits its PTE, switches to another process and back
+    // (PCIDs, no flush on the way back), and the process touches the page again: the switch's
+    // flush must have retired the old translation.
+    const trip = g.trip >= 2 && affected.length > 0 && this.#canRoundTrip();
+    if (trip) this.ops.push({ op: "load", vcpu: v, la: hex(affected[0]!), cpl: 0 });
     this.ops.push({ op: "store", vcpu: v, la: hex(la), cpl: g.cpl3 ? 3 : 0, value: hex(value) });
     this.#owe(null);
-    this.#recent = [...(this.#affects.get(t.gfn * 512 + (offset >> 3)) ?? [])];
+    this.#recent = affected;
+    if (trip && this.#roundTrip(g.pick, true, v)) {
+      this.ops.push({ op: "load", vcpu: v, la: hex(affected[0]!), cpl: 0 });
+    }
   }
 
   #movCr3(rootGene: number, noFlushGene: boolean, v: number): void {
@@ -255,9 +264,13 @@ export class ProgramBuilder {
    * root's pages), then MOV CR3 back to the current root with NOFLUSH. Relaxed discipline with
    * CR4.PCIDE=1 and two roots or more; returns false (nothing emitted) otherwise.
    */
+  #canRoundTrip(): boolean {
+    return !this.#strict && this.#control.pcide && this.#lay.roots.length >= 2;
+  }
+
   #roundTrip(rootGene: number, noFlushGene: boolean, v: number): boolean {
     const roots = this.#lay.roots;
-    if (this.#strict || !this.#control.pcide || !noFlushGene || roots.length < 2) return false;
+    if (!noFlushGene || !this.#canRoundTrip()) return false;
     const s = this.#vcpus[v]!;
     const pcid = (i: number) => roots[i]!.cr3 & 0xfffn;
     const others = roots.map((_, i) => i).filter((i) => i !== s.root);
