@@ -20,7 +20,8 @@ import { parseDuration } from "./minimize.ts";
 import { writeFileAtomic } from "./write_atomic.ts";
 
 const USAGE = `usage: deno task efficacy [--budget 60s] [--seeds 5] [--bugs a,b] [--json FILE]
-                          [--svg FILE] [--out DIR] [--minimize 10s] [--quiet]
+                          [--svg FILE] [--out DIR] [--minimize 10s] [--max-cases N]
+                          [--sweep MODE [--sweep-stride N]] [--quiet]
 
 For each injected bug and each seed 1..N: fuzz with only that bug on until the first finding
 the bug caused (it diverges with the bug on and passes with it off; documented KVM divergences
@@ -30,6 +31,10 @@ any finding there is a false positive.
   --seeds N         seeds 1..N (default 5)
   --bugs a,b        only these bugs (default: the whole zoo; --list shows it)
   --minimize TIME   budget to minimize each first finding (default 10s; 0 = off)
+  --max-cases N     also stop each hunt after N cases (reproducible figures)
+  --sweep MODE      also run the exhaustive sweep of MODE (ia32e4, ia32e5, pae) per bug, to
+                    its first finding: the second detector's column
+  --sweep-stride N  sweep every N-th combination only (default 1: all)
   --json FILE       the report (shadow-mmu-efficacy-report v1)
   --svg FILE        the "bugs found over time" plot
   --out DIR         write each minimized reproducer as DIR/<bug>--seed-<N>.json
@@ -58,15 +63,23 @@ function runLine(r: EfficacyRun): string {
 
 /** The per-bug table and the verdict lines. */
 export function efficacyTable(report: EfficacyReport): string[] {
-  const rows = report.bugs.map((b) => [
-    b.bug,
-    `${b.found}/${b.seeds}`,
-    fmtMs(b.medianMs),
-    b.medianCases === null ? "-" : String(b.medianCases),
-    b.medianOps === null ? "-" : String(b.medianOps),
-    b.medianPages === null ? "-" : String(b.medianPages),
-  ]);
+  const sweepOf = new Map(report.sweep.map((s) => [s.bug, s]));
+  const rows = report.bugs.map((b) => {
+    const s = sweepOf.get(b.bug);
+    return [
+      b.bug,
+      `${b.found}/${b.seeds}`,
+      fmtMs(b.medianMs),
+      b.medianCases === null ? "-" : String(b.medianCases),
+      b.medianOps === null ? "-" : String(b.medianOps),
+      b.medianPages === null ? "-" : String(b.medianPages),
+      ...(report.sweep.length === 0 ? [] : [
+        s?.found ? `${s.combinations} (${fmtMs(s.ms)})` : `missed (${s?.combinations ?? 0})`,
+      ]),
+    ];
+  });
   const head = ["bug", "found", "median time", "median cases", "min. ops", "min. pages"];
+  if (report.sweep.length > 0) head.push(`sweep ${report.plan.sweep?.mode ?? ""}`);
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) =>
     "| " + cells.map((c, i) => c.padEnd(widths[i]!)).join(" | ") + " |";
@@ -84,6 +97,17 @@ export function efficacyTable(report: EfficacyReport): string[] {
       `${
         report.bugs.filter((b) => (b.medianMs ?? Infinity) <= 5000).length
       } bugs with a median <= 5 s`,
+    ...(report.sweep.length === 0 ? [] : [
+      `fuzzing finds ${
+        report.bugs.filter((b) => b.found > 0 && !sweepOf.get(b.bug)?.found).length
+      } bug(s) the sweep misses; the sweep finds ${
+        report.sweep.filter((s) => s.found && report.bugs.find((b) => b.bug === s.bug)!.found === 0)
+          .length
+      } fuzzing misses; both find ${
+        report.sweep.filter((s) => s.found && report.bugs.find((b) => b.bug === s.bug)!.found > 0)
+          .length
+      }`,
+    ]),
     report.plan.control
       ? `control (no bug, ${report.plan.seeds} x ${fmtMs(report.plan.budgetMs)}): ` +
         `${report.falsePositives} false positive(s), ` +
@@ -103,6 +127,9 @@ export function main(args: string[]): number {
     json: { type: "string" },
     svg: { type: "string" },
     out: { type: "string" },
+    "max-cases": { type: "string" },
+    sweep: { type: "string" },
+    "sweep-stride": { type: "string" },
     list: { type: "boolean" },
     quiet: { type: "boolean" },
   });
@@ -125,6 +152,19 @@ export function main(args: string[]): number {
   if (!Number.isInteger(seeds) || seeds < 1 || seeds > 1000) {
     return usage("--seeds: expected an integer from 1 to 1000");
   }
+  const maxCases = v["max-cases"] === undefined ? undefined : Number(v["max-cases"]);
+  if (maxCases !== undefined && (!Number.isInteger(maxCases) || maxCases < 1)) {
+    return usage("--max-cases: expected a positive integer");
+  }
+  const modes = ["ia32e4", "ia32e5", "pae"] as const;
+  const sweepMode = modes.find((m) => m === v.sweep);
+  if (v.sweep !== undefined && sweepMode === undefined) {
+    return usage(`--sweep: expected one of ${modes.join(", ")}`);
+  }
+  const stride = Number(v["sweep-stride"] ?? "1");
+  if (!Number.isInteger(stride) || stride < 1) {
+    return usage("--sweep-stride: expected a positive integer");
+  }
   const known: readonly string[] = INJECTED_BUGS.map((b) => b.name);
   const bugs = v.bugs === undefined
     ? known
@@ -141,7 +181,15 @@ export function main(args: string[]): number {
       `minimize ${fmtMs(minimizeMs)}, then the control run`,
   );
   const report = measureEfficacy(
-    { bugs, seeds, budgetMs, minimizeMs, control: true },
+    {
+      bugs,
+      seeds,
+      budgetMs,
+      minimizeMs,
+      control: true,
+      ...(maxCases === undefined ? {} : { maxCases }),
+      sweep: sweepMode === undefined ? null : { mode: sweepMode, stride },
+    },
     (r) => {
       if (!v.quiet) console.log(runLine(r));
     },

@@ -64,7 +64,8 @@
  * - `path`: how the SUT produced its result in the diverging step: `emulate` (the emulator ran),
  *   `exit` (a VM exit into the page-fault handler), `walk` (a hardware walk of the shadow tables,
  *   no exit), `tlb` (a hardware TLB hit), `none` (no guest access).
- * - `after=pf-not-present`, `after=pf-rsvd` (an `ok-vs-pf`, `gpa` or `gpa-stale` observation): the
+ * - `after=pf-not-present`, `after=pf-rsvd` (an `ok-vs-pf`, `gpa` or `gpa-stale` observation, or a
+ *   memory divergence that lacks an A or D bit): the
  *   last invalidation of the page on that vCPU was a #PF with P=0 (with RSVD=1), which KVM's
  *   `kvm_inject_emulated_page_fault` does not turn into an invalidation of its shadow entries.
  * - `leaf` (observation and memory divergences of an op with a linear address): the shadow page
@@ -646,7 +647,9 @@ export function divergenceSignature(c: Case, r: DiffResult): string | null {
   // A translation the SUT kept: committed before (gpa-stale), or never seen by the guest (gpa: a
   // prefetched SPTE), or where the fresh walk faults.
   const stale = differs.startsWith("ok-vs-pf") || differs === "gpa-stale" || differs === "gpa";
-  const skipped = dv.kind === "observation" && stale && la !== null
+  // A missing A/D update is what a kept translation also does: the CPU did not walk the gptes.
+  const missingAd = dv.kind === "memory" && /^-[AD]/.test(differs);
+  const skipped = ((dv.kind === "observation" && stale) || missingAd) && la !== null
     ? lastInvalidationKvmSkipped(r.steps, d, la, mode)
     : null;
   const after = skipped ? `|after=${skipped}` : "";

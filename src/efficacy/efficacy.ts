@@ -6,7 +6,9 @@
  *
  * The per-bug figures are the ones fuzzing papers report: in how many seeds the bug was found,
  * the median time and number of cases to the first finding (over the seeds that found it), and
- * the median size of the minimized reproducer.
+ * the median size of the minimized reproducer. With `sweep`, the exhaustive permission sweep
+ * (`src/sweep/`) is run as a second detector per bug, to the first finding: which bugs one
+ * detector finds and the other misses.
  *
  * @module
  */
@@ -14,6 +16,8 @@ import { parseCase } from "../corpus/load_case.ts";
 import { caseSize, minimizeCase } from "../minimize/minimize.ts";
 import { encodeCase } from "../corpus/load_case.ts";
 import { hunt, type HuntResult } from "./hunt.ts";
+import { runSweep } from "../sweep/run_sweep.ts";
+import type { SweepMode } from "../sweep/sweep_layout.ts";
 
 /** The report's format name. */
 export const EFFICACY_FORMAT = "shadow-mmu-efficacy-report";
@@ -32,6 +36,22 @@ export interface EfficacyPlan {
   readonly minimizeMs: number;
   /** Also run the control (no bug) for every seed. */
   readonly control: boolean;
+  /** At most this many cases per hunt as well (tests, reproducible figures); default none. */
+  readonly maxCases?: number;
+  /** Run the sweep of this mode per bug (every `stride`-th combination), or not. */
+  readonly sweep?: { readonly mode: SweepMode; readonly stride: number } | null;
+}
+
+/** What the sweep did with one bug on. */
+export interface SweepDetection {
+  readonly bug: string;
+  readonly found: boolean;
+  /** Combinations run (to the first finding, or all of the sample). */
+  readonly combinations: number;
+  readonly ms: number;
+  readonly signature: string | null;
+  /** The first finding's combination name. */
+  readonly combination: string | null;
 }
 
 /** One hunt's row, with the minimized reproducer. */
@@ -74,6 +94,8 @@ export interface EfficacyReport {
   /** Control runs (no bug); each finding there is a false positive. */
   readonly control: readonly EfficacyRun[];
   readonly falsePositives: number;
+  /** The sweep as a second detector, per bug (empty without `plan.sweep`). */
+  readonly sweep: readonly SweepDetection[];
 }
 
 /** The median of `xs` (mean of the middle two for an even count); null for none. */
@@ -157,7 +179,10 @@ export function measureEfficacy(
   const runs: EfficacyRun[] = [];
   for (const bug of plan.bugs) {
     for (let seed = 1; seed <= plan.seeds; seed++) {
-      const r = runOf(hunt({ bug, seed, budgetMs: plan.budgetMs }), plan.minimizeMs);
+      const r = runOf(
+        hunt({ bug, seed, budgetMs: plan.budgetMs, maxCases: plan.maxCases }),
+        plan.minimizeMs,
+      );
       runs.push(r);
       onRun(r);
     }
@@ -165,10 +190,31 @@ export function measureEfficacy(
   const control: EfficacyRun[] = [];
   if (plan.control) {
     for (let seed = 1; seed <= plan.seeds; seed++) {
-      const r = runOf(hunt({ bug: null, seed, budgetMs: plan.budgetMs }), 0);
+      const r = runOf(
+        hunt({ bug: null, seed, budgetMs: plan.budgetMs, maxCases: plan.maxCases }),
+        0,
+      );
       control.push(r);
       onRun(r);
     }
+  }
+  const sweep: SweepDetection[] = [];
+  for (const bug of plan.sweep ? plan.bugs : []) {
+    const s = runSweep({
+      mode: plan.sweep!.mode,
+      inject: [bug],
+      stride: plan.sweep!.stride,
+      stopAtFirst: true,
+    });
+    const f = s.findings[0] ?? null;
+    sweep.push({
+      bug,
+      found: f !== null,
+      combinations: s.firstFinding?.combinations ?? s.combinations,
+      ms: (s.firstFinding?.seconds ?? s.seconds) * 1000,
+      signature: f?.signature ?? null,
+      combination: f?.combination ?? null,
+    });
   }
   return {
     format: EFFICACY_FORMAT,
@@ -178,5 +224,6 @@ export function measureEfficacy(
     bugs: plan.bugs.map((b) => summarizeBug(b, runs)),
     control,
     falsePositives: control.filter((r) => r.found).length,
+    sweep,
   };
 }

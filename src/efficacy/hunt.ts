@@ -26,7 +26,7 @@ export interface HuntPlan {
   /** Wall-clock budget in milliseconds. */
   readonly budgetMs: number;
   /** Also a case budget (for tests and reproducible figures); default unlimited. */
-  readonly maxCases?: number;
+  readonly maxCases?: number | undefined;
 }
 
 /** The first finding of a hunt. */

@@ -36,7 +36,7 @@ export type { GuestMode } from "./fuzz_shape.ts";
 export { GUEST_MODES } from "./fuzz_shape.ts";
 
 /** The generator's name and version, recorded in every case's `meta.found.generator`. */
-export const FUZZ_GENERATOR = "shadow-fuzz@2";
+export const FUZZ_GENERATOR = "shadow-fuzz@3";
 
 /**
  * The version of fast-check the generator runs on (the one `deno.json` imports): a case's seed
@@ -52,7 +52,10 @@ export interface FuzzGenOptions {
   discipline: "strict" | "relaxed";
   /** Injected SUT bugs to switch on (`sut.inject`). */
   inject?: readonly string[];
-  /** Most program genes (default 40); strict flushes come on top. */
+  /**
+   * Most program genes (default 40). A gene resolves to at most 5 ops: strict flushes, and the
+   * relaxed discipline's touches around a PTE store and PCID round trips, come on top.
+   */
   maxSteps?: number;
 }
 

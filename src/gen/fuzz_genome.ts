@@ -65,8 +65,9 @@ export interface PteGene {
   readonly via: number;
   readonly cpl3: boolean;
   /**
-   * 2 or 3: a load of an address the store retargets before it, then a context switch away and
-   * back ({@link Cr3Gene.trip}) and the load again (relaxed discipline with PCIDs only).
+   * 2 or 3 (relaxed discipline): a load of an address the store retargets before it, and after
+   * it (with PCIDs, after a context switch away and back, {@link Cr3Gene.trip}) a load again, or
+   * a store for an MMIO retarget.
    */
   readonly trip: number;
   readonly vcpu: number;

@@ -86,6 +86,8 @@ const EXPECTED_KVM_SIGNATURES: Record<string, string> = {
     "observation:legacy32:load:ok-vs-pf:not-present@PT|mech=sp_unsync,mmio_cache_hits@emulate|leaf=mmio-unsync|after=pf-not-present",
   "pae/rsvd-pf-keeps-unsync-spte.json":
     "observation:pae:load:ok-vs-pf:reserved@PT|mech=none@walk|leaf=unsync|after=pf-rsvd",
+  "legacy32/not-present-pf-keeps-spte-skips-accessed.json":
+    "memory:legacy32:load:-A@PT|mech=dirty_log_harvests@walk|leaf=unsync|after=pf-not-present",
   "legacy32/not-present-pf-keeps-prefetched-spte.json":
     "observation:legacy32:load:gpa|mech=pf_retry@walk|leaf=unsync|after=pf-not-present",
   "legacy32/prefetch-over-mmio-spte-skips-write-protect.json":
