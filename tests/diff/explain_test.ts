@@ -68,6 +68,8 @@ const EXPECTED_KVM_SIGNATURES: Record<string, string> = {
     "observation:legacy32:fetch:ec:+I|mech=walk_addr_generic@exit",
   "ia32e4/mmio-cache-write-dirties-new-pte.json":
     "memory:ia32e4:store:+A+D@PT|mech=sp_unsync,mmio_cache_hits@emulate|leaf=unsync",
+  "ia32e4/mmio-cache-store-skips-not-present-pte.json":
+    "observation:ia32e4:store:ok-vs-pf:not-present@PT|mech=prefetched_sptes,mmio_cache_hits@emulate|leaf=mmio-unsync",
   "ia32e4/mmio-store-wp0-no-dirty.json":
     "memory:ia32e4:store:-D@PT|mech=mmio_cache_hits@emulate|leaf=mmio",
   "legacy32/mmio-spte-overwrite-skips-write-protect.json":
