@@ -189,6 +189,16 @@ export const INJECTED_BUGS = [
     symptom: "a stale translation after toggling CR4.PGE",
   },
   {
+    name: "child_quadrant_ignored",
+    origin: "own (A: a wrong quadrant)",
+    commit: null,
+    description: "kvm_mmu_get_child_sp computes the child role of a 4-byte-gpte table without " +
+      "the quadrant (parent_index & 1), so the shadow pages of the two 512-entry halves of a " +
+      "1024-entry guest page table are one page",
+    symptom: "in 32-bit paging, an address in the upper half of a page table's range " +
+      "translates through an entry of the lower half (or the other way round)",
+  },
+  {
     name: "rmap_write_protect_no_flush",
     origin: "§2 D.20/D.27",
     commit: "f81602958c11",
@@ -347,6 +357,11 @@ export const NOT_EXPRESSIBLE: readonly { readonly origin: string; readonly why: 
     why: "host COW read-only large SPTEs are not modelled (host pages are always writable)",
   },
   { origin: "§2 E.32 c7ba5b48cc8d", why: "lost volatile bits need a concurrent writer: issue 7" },
+  {
+    origin: "own: a missing FNAME(gpte_changed) recheck in fetch, a lost volatile bit",
+    why: "both need another vCPU (or the CPU's A/D update) to change memory between KVM's read " +
+      "and its write: the concurrency scheduler of issue 7",
+  },
   {
     origin: "§2 G.35 0cb2af2ea66a, G.36 81ccda30b4e8",
     why:

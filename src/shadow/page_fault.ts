@@ -129,6 +129,8 @@ export function kvm_mmu_get_child_sp(
   const kvm = vcpu.kvm;
   const parent = sptep_to_sp(kvm, sptep);
   const role = kvm_mmu_child_role(parent.role, spte_index(sptep), direct, access);
+  // A wrong quadrant: both halves of a 1024-entry guest table get the first half's shadow page.
+  if (role.has_4_byte_gpte && kvm.bug("child_quadrant_ignored")) role.quadrant = 0;
   const spte = get_spte(kvm, sptep);
   if (is_shadow_present_pte(spte) && !is_large_pte(spte)) {
     const child = kvm.spOfPfn.get(spte_to_pfn(spte));
