@@ -109,13 +109,14 @@ export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
   },
   {
     id: "kvm-mmio-spte-overwrite-skips-unsync",
-    pattern: /^invariant:[^:]+:[^:]+:I-6[ab]\|mech=mmio_spte_replaced@/,
+    pattern: /^invariant:[^:]+:[^:]+:I-6[ab](,I-[89])*\|mech=mmio_spte_replaced@/,
     explanation: "When a RAM mapping replaces an MMIO SPTE (its gfn got a memslot, or the " +
       "gpte of an unsync page now points at RAM), in a fault or in pte_prefetch, make_spte " +
       "sees the old SPTE's access bits, which include PT_WRITABLE_MASK for a writable gpte, as " +
       "a writable SPTE and skips mmu_try_to_unsync_pages. If the new gfn is shadowed as a page " +
       "table, the new SPTE is writable while that shadow page stays synced and write-protected " +
-      "(the audit's I-6a, or I-6b for a level-1 page): guest writes to that page table bypass " +
+      "(the audit's I-6a, or I-6b for a level-1 page; with I-8/I-9 when the faulting store " +
+      "itself already wrote the page table through it): guest writes to that page table bypass " +
       "write tracking (a candidate KVM bug)",
     reference: "spte.c make_spte (is_writable_pte(old_spte)); mmu.c mmu_set_spte; found by this " +
       "harness",

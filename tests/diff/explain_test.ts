@@ -72,6 +72,8 @@ const EXPECTED_KVM_SIGNATURES: Record<string, string> = {
     "observation:ia32e4:store:ok-vs-pf:not-present@PT|mech=prefetched_sptes,mmio_cache_hits@emulate|leaf=mmio-unsync",
   "ia32e4/mmio-store-wp0-no-dirty.json":
     "memory:ia32e4:store:-D@PT|mech=mmio_cache_hits@emulate|leaf=mmio",
+  "legacy32/mmio-spte-overwrite-writes-page-directory.json":
+    "invariant:legacy32:store:I-6a,I-9|mech=mmio_spte_replaced@exit",
   "legacy32/mmio-spte-overwrite-skips-write-protect.json":
     "invariant:legacy32:store:I-6a|mech=mmio_spte_replaced@exit",
   "legacy32/two-vcpus-cr4-pse-differ.json":
