@@ -38,7 +38,9 @@
  *     `data`.
  *   - invariant: the audit's invariant tags, sorted (`I-8`, `I-6b,I-8`); with `I-8m`/`I-9m`,
  *     the suffix `|modes=mixed` when the paging vCPUs disagree on EFER.NX, CR4.PSE or the
- *     paging depth (one vCPU's SPTEs checked against another's meaning of the gptes).
+ *     paging depth (one vCPU's SPTEs checked against another's meaning of the gptes). An
+ *     observation gets the same suffix when the vCPUs disagree and the observer (EFER.NX=0)
+ *     went through an SPTE with NX set, which only another vCPU's EFER.NX=1 could have built.
  *   - sut-failure: the reason (`livelock`, `stale_host_page`, `exception:<first line of the
  *     message, lower case, numbers replaced by n>`).
  * - `mechanisms`: at most two SUT mechanisms (counters), taken only from the *specific* ones of
@@ -656,13 +658,36 @@ export function divergenceSignature(c: Case, r: DiffResult): string | null {
   const leaf = (dv.kind === "observation" || dv.kind === "memory") && la !== null && r.sut
     ? `|leaf=${leafState(r.sut.kvm, vcpuOf(s.choices.op), la)}`
     : "";
-  const modes = dv.kind === "invariant" && /I-[89]m/.test(differs) && r.sut &&
-      vcpuModesDiffer(r.sut.kvm)
+  const observer = vcpuOf(s.choices.op);
+  const mixedInvariant = dv.kind === "invariant" && /I-[89]m/.test(differs);
+  const mixedLeaf = dv.kind === "observation" && la !== null && r.sut !== null &&
+    leafNxFromOtherMode(r.sut.kvm, observer, la);
+  const modes = (mixedInvariant || mixedLeaf) && r.sut && vcpuModesDiffer(r.sut.kvm)
     ? "|modes=mixed"
     : "";
   return `${dv.kind}:${mode}:${s.choices.op.op}:${differs}|${
     mechanismPart(r.steps, d, dv.kind)
   }${leaf}${after}${modes}`;
+}
+
+/**
+ * True when the observing vCPU runs with EFER.NX=0 but its leaf SPTE for `la` has NX set: the
+ * SPTE was built from an XD gpte under another vCPU's EFER.NX=1 (roles do not record EFER.NX).
+ */
+function leafNxFromOtherMode(kvm: Kvm, vcpuIndex: number, la: bigint): boolean {
+  const vcpu = kvm.vcpus[vcpuIndex];
+  const hla = vcpu ? hw_linear_address(vcpu, la) : null;
+  if (!vcpu || vcpu.mmu.cpu_role.base.efer_nx || hla === null) return false;
+  if (vcpu.mmu.root.hpa === INVALID_PAGE) return false;
+  try {
+    let leaf: bigint | null = null;
+    for (const it = new ShadowWalkIterator(vcpu, vcpu.mmu.root.hpa, hla); it.okay(); it.next()) {
+      leaf = get_spte(kvm, it.sptep);
+    }
+    return leaf !== null && is_shadow_present_pte(leaf) && (leaf >> 63n) === 1n;
+  } catch {
+    return false;
+  }
 }
 
 /**

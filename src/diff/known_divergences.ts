@@ -26,7 +26,7 @@ export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
   {
     id: "kvm-role-lacks-efer-nx-cr4-pse",
     pattern:
-      /^invariant:[^:]+:(writeEfer|writeCr4|writeCr0):I-[89]m(,I-[89]m)?\||^invariant:[^:]+:[^:]+:I-[89]m(,I-[89]m)?\|.*\|modes=mixed$|^observation:[^:]+:[^:]+:ok-vs-pf:(reserved-xd|[a-z-]+-ps-ignored)@/,
+      /^invariant:[^:]+:(writeEfer|writeCr4|writeCr0):I-[89]m(,I-[89]m)?\||^(invariant:[^:]+:[^:]+:I-[89]m(,I-[89]m)?|observation:[^|]+)\|.*\|modes=mixed$|^observation:[^:]+:[^:]+:ok-vs-pf:(reserved-xd|[a-z-]+-ps-ignored)@/,
     explanation: "Guest EFER.NX and CR4.PSE are not part of kvm_mmu_page_role, so after the " +
       "guest changes them KVM reuses shadow pages built under the old meaning of the gptes " +
       "(XD bits, PS in 32-bit PDEs); the audit flags those SPTEs (I-8m/I-9m) at the control write " +

@@ -82,6 +82,8 @@ const EXPECTED_KVM_SIGNATURES: Record<string, string> = {
     "memory:legacy32:store:data|mech=pf_mmio_spte_created,mmio_cache_hits@emulate|leaf=mmio-ram",
   "legacy32/sync-refreshes-stale-mmio-spte.json":
     "observation:legacy32:load:value|mech=pf_mmio_spte_created,mmio_cache_hits@emulate|leaf=mmio-ram",
+  "pae/two-vcpus-nxe-differ-prefetched-xd-spte.json":
+    "observation:pae:load:ok-vs-pf:not-present@PT|mech=prefetched_sptes@walk|leaf=unsync|modes=mixed",
   "pae/not-present-pf-keeps-unsync-spte.json":
     "observation:pae:load:ok-vs-pf:not-present@PT|mech=none@walk|leaf=unsync|after=pf-not-present",
   "pae/stale-mmio-spte-store-no-dirty.json":
