@@ -479,6 +479,15 @@ function observationDiff(c: Case, steps: readonly DiffStep[], d: number): string
           ? "reserved-xd"
           : w.reason;
         if (psIgnored) return `ok-vs-pf:${why}-ps-ignored@${w.level ?? "-"}`;
+        // The SUT's result came from a cached translation: when the architecture's cached
+        // candidate faults on SMAP, that is the fault it missed (CR0.WP=0 kernel SPTEs lose U).
+        for (const o of outcomes.slice(1)) {
+          const cw = o.walk;
+          if (o.observation.kind !== "pf" || cw?.kind !== "pf" || cw.reason !== "rights") continue;
+          if (rightsRule(s.choices.op, cw.path, wp) === "smap") {
+            return `ok-vs-pf:rights-smap@${cw.level ?? "-"}`;
+          }
+        }
         return `ok-vs-pf:${why}@${w.level ?? "-"}`;
       }
       if (oks.length > 0) return "gpa";

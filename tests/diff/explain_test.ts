@@ -60,6 +60,8 @@ const EXPECTED_BUG_SIGNATURES: Record<string, string> = {
 const EXPECTED_KVM_SIGNATURES: Record<string, string> = {
   "ia32e4/nxe-clear-xd-becomes-reserved.json":
     "observation:ia32e4:load:ok-vs-pf:reserved-xd@PT|mech=sp_reused@walk|leaf=synced",
+  "legacy32/smap-wp0-kernel-spte-outlives-pte.json":
+    "observation:legacy32:store:ok-vs-pf:rights-smap@PT|mech=pf_mmio_spte_created@tlb|leaf=unsync",
   "ia32e4/smap-wp0-ac-write-then-read.json":
     "observation:ia32e4:load:ok-vs-pf:rights-smap@PT|mech=none@tlb|leaf=synced",
   "legacy32/pse36-4mib-page.json":
