@@ -9,9 +9,8 @@
  *
  * @module
  */
-import { resolve } from "node:path";
 import { mkdirSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { INJECTED_BUGS } from "../shadow/bugs.ts";
 import { type EfficacyReport, type EfficacyRun, measureEfficacy } from "../efficacy/efficacy.ts";
 import { efficacySvg } from "../efficacy/svg.ts";

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { SweepResult } from "../sweep/run_sweep.ts";
+import type { SweepFinding, SweepKnown, SweepResult } from "../sweep/run_sweep.ts";
 
 /** The report's format name. */
 export const SWEEP_REPORT_FORMAT = "shadow-mmu-sweep-report";
@@ -43,25 +43,11 @@ export interface SweepReportJson {
     /** Combinations run up to and including the first finding. */
     readonly firstFinding: number | null;
     readonly unsupportedReasons: Readonly<Record<string, number>>;
-    readonly knownDivergences: readonly {
-      readonly id: string;
-      readonly signature: string;
-      readonly combination: string;
-      readonly count: number;
-    }[];
+    readonly knownDivergences: readonly SweepKnown[];
   }[];
-  readonly findings: readonly {
-    readonly mode: string;
-    readonly signature: string;
-    readonly combination: string;
-    readonly index: number;
-    readonly count: number;
-    readonly step: number | null;
-    readonly kind: string;
-    readonly detail: string;
-    /** The case file written for it (relative to the working directory). */
-    readonly file: string;
-  }[];
+  /** Each finding without its case text, with the case file written for it (relative to the
+   * working directory). */
+  readonly findings: readonly (Omit<SweepFinding, "caseText"> & { readonly file: string })[];
   /** Wall-clock figures: the only part that changes between two runs of the same plan. */
   readonly timing: {
     readonly seconds: number;

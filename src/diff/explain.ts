@@ -684,19 +684,10 @@ export function divergenceSignature(c: Case, r: DiffResult): string | null {
  * SPTE was built from an XD gpte under another vCPU's EFER.NX=1 (roles do not record EFER.NX).
  */
 function leafNxFromOtherMode(kvm: Kvm, vcpuIndex: number, la: bigint): boolean {
-  const vcpu = kvm.vcpus[vcpuIndex];
-  const hla = vcpu ? hw_linear_address(vcpu, la) : null;
-  if (!vcpu || vcpu.mmu.cpu_role.base.efer_nx || hla === null) return false;
-  if (vcpu.mmu.root.hpa === INVALID_PAGE) return false;
-  try {
-    let leaf: bigint | null = null;
-    for (const it = new ShadowWalkIterator(vcpu, vcpu.mmu.root.hpa, hla); it.okay(); it.next()) {
-      leaf = get_spte(kvm, it.sptep);
-    }
-    return leaf !== null && is_shadow_present_pte(leaf) && (leaf >> 63n) === 1n;
-  } catch {
-    return false;
-  }
+  if (kvm.vcpus[vcpuIndex]?.mmu.cpu_role.base.efer_nx !== false) return false;
+  const last = lastSpte(kvm, vcpuIndex, la);
+  if (last === null || last === "noroot") return false;
+  return is_shadow_present_pte(last.spte) && (last.spte >> 63n) === 1n;
 }
 
 /**
@@ -735,11 +726,14 @@ function rightsRule(op: Op, path: readonly TraceEntry[], wp: boolean): string {
 }
 
 /**
- * The state of the SUT's leaf for `la` (see the module doc): `unsync`, `synced`, `direct`,
- * `mmio`, `mmio-unsync`, `mmio-ram`, `mmio-ram-old-gen`, `none` (the walk ends at a non-present
- * SPTE) or `noroot`.
+ * The last SPTE the shadow walk of `la` reaches on a vCPU (present or not), null when the walk
+ * reaches none (or the tables are inconsistent), `"noroot"` without a root or a usable address.
  */
-function leafState(kvm: Kvm, vcpuIndex: number, la: bigint): string {
+function lastSpte(
+  kvm: Kvm,
+  vcpuIndex: number,
+  la: bigint,
+): { sptep: number; spte: bigint } | null | "noroot" {
   const vcpu = kvm.vcpus[vcpuIndex];
   const hpa = vcpu?.mmu.root.hpa ?? INVALID_PAGE;
   const hla = vcpu ? hw_linear_address(vcpu, la) : null;
@@ -749,6 +743,21 @@ function leafState(kvm: Kvm, vcpuIndex: number, la: bigint): string {
     for (const it = new ShadowWalkIterator(vcpu, hpa, hla); it.okay(); it.next()) {
       last = { sptep: it.sptep, spte: get_spte(kvm, it.sptep) };
     }
+    return last;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The state of the SUT's leaf for `la` (see the module doc): `unsync`, `synced`, `direct`,
+ * `mmio`, `mmio-unsync`, `mmio-ram`, `mmio-ram-old-gen`, `none` (the walk ends at a non-present
+ * SPTE) or `noroot`.
+ */
+function leafState(kvm: Kvm, vcpuIndex: number, la: bigint): string {
+  const last = lastSpte(kvm, vcpuIndex, la);
+  if (last === "noroot") return "noroot";
+  try {
     if (!last) return "none";
     const sp = kvm.spOfPfn.get(Math.floor(last.sptep / 4096));
     if (is_mmio_spte(last.spte)) {

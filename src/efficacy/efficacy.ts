@@ -12,9 +12,8 @@
  *
  * @module
  */
-import { parseCase } from "../corpus/load_case.ts";
+import { encodeCase, parseCase } from "../corpus/load_case.ts";
 import { caseSize, minimizeCase } from "../minimize/minimize.ts";
-import { encodeCase } from "../corpus/load_case.ts";
 import { hunt, type HuntResult } from "./hunt.ts";
 import { runSweep } from "../sweep/run_sweep.ts";
 import type { SweepMode } from "../sweep/sweep_layout.ts";
