@@ -358,6 +358,11 @@ export class ReferenceMachine {
     }
   }
 
+  /** Whether dirty logging is on for memslot `slot` now. */
+  dirtyLogging(slot: number): boolean {
+    return this.#dirty.has(slot);
+  }
+
   /** Runs `op` and commits the first allowed outcome (the fresh walk for accesses). */
   step(op: Op): CommittedStep {
     return this.commit(this.allowed(op), 0);

@@ -46,6 +46,7 @@ const MINIMIZE_TOTAL_SECONDS = 300;
 
 const USAGE = `usage: deno task fuzz [--seed N] [--time SECONDS | --runs N] [--workers N]
                        [--discipline strict|relaxed|mixed] [--mode M]... [--inject NAME]...
+                       [--vcpus 1-4] [--host32]
                        [--shard K/N] [--resume FILE] [--minimize SECONDS]
                        [--out DIR] [--json FILE] [--checkpoint SECONDS] [--junit FILE]
                        [--corpus DIR|none] [--quiet]
@@ -59,6 +60,11 @@ and compares them step by step. Findings are written to --out as replayable case
   --workers N       worker threads (default: the number of cores)
   --discipline D    strict (invalidate before using a changed translation), relaxed, or mixed (default)
   --mode M          only guest mode M (repeatable): ${GUEST_MODES.join(", ")}
+  --vcpus N         vCPUs in every case, 1 to 4 (default: each case draws 1 to 4); the vCPUs and
+                    the host thread interleave at the SUT's atomic steps, and a finding records
+                    the schedule that ran
+  --host32          every case on a 32-bit host: SPTEs are written and read in halves (the
+                    split-SPTE protocol; default: one case in four)
   --inject NAME     switch on an injected bug in every case (repeatable): ${
   INJECTED_BUGS.map((b) => b.name).join(", ")
 }
@@ -107,6 +113,8 @@ function parse(args: string[]): Flags | string | null {
       minimize: { type: "string" },
       mode: { type: "string", multiple: true },
       inject: { type: "string", multiple: true },
+      vcpus: { type: "string" },
+      host32: { type: "boolean" },
       out: { type: "string", default: "findings" },
       json: { type: "string" },
       checkpoint: { type: "string" },
@@ -147,6 +155,8 @@ function parse(args: string[]): Flags | string | null {
       discipline: d,
       modes: values.mode === undefined ? null : modes,
       inject: values.inject === undefined ? null : inject,
+      vcpus: values.vcpus === undefined ? null : int("vcpus", values.vcpus, 1, 1),
+      host32: values.host32 === undefined ? null : true,
       shard,
     },
     resume: values.resume ?? null,

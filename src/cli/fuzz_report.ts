@@ -54,6 +54,10 @@ export interface FuzzReportJson {
     discipline: FuzzPlan["discipline"];
     modes: string[];
     inject: string[];
+    /** `--vcpus` (null: each case drew 1 to 4). */
+    vcpus: number | null;
+    /** `--host32` (null: one case in four). */
+    host32: boolean | null;
     runs: number | null;
     /** The shard this report covers, or null (an unsharded run, or a merge of shards). */
     shard: { index: number; count: number } | null;
@@ -178,6 +182,8 @@ export function buildReport(input: ReportInput): FuzzReportJson {
       discipline: plan.discipline,
       modes: [...plan.modes],
       inject: [...plan.inject],
+      vcpus: plan.vcpus,
+      host32: plan.host32,
       runs,
       shard: shard ? { index: shard.index, count: shard.count } : null,
     },

@@ -17,6 +17,8 @@ export interface PlanFlags {
   readonly discipline: FuzzPlan["discipline"] | null;
   readonly modes: readonly string[] | null;
   readonly inject: readonly string[] | null;
+  readonly vcpus: number | null;
+  readonly host32: boolean | null;
   readonly shard: Shard | null;
 }
 
@@ -53,6 +55,8 @@ export function freshPlan(flags: PlanFlags): ResolvedPlan {
       discipline: flags.discipline ?? "mixed",
       modes: flags.modes ?? [],
       inject: flags.inject ?? [],
+      vcpus: flags.vcpus,
+      host32: flags.host32,
     },
     shard: flags.shard,
     resumed: null,
@@ -85,6 +89,8 @@ export function resumedPlan(
     ["$.plan.discipline", "--discipline is", p.discipline, flags.discipline],
     ["$.plan.modes", "--mode gives", p.modes, flags.modes],
     ["$.plan.inject", "--inject gives", p.inject, flags.inject],
+    ["$.plan.vcpus", "--vcpus is", p.vcpus, flags.vcpus],
+    ["$.plan.host32", "--host32 is", p.host32, flags.host32],
     ["$.plan.shard", "--shard is", p.shard, flags.shard],
   ];
   for (const [where, flag, theirs, ours] of checks) {
@@ -94,7 +100,14 @@ export function resumedPlan(
     }; --resume continues the same run (leave the flag out to take the report's)`;
   }
   return {
-    plan: { seed: p.seed, discipline: p.discipline, modes: p.modes, inject: p.inject },
+    plan: {
+      seed: p.seed,
+      discipline: p.discipline,
+      modes: p.modes,
+      inject: p.inject,
+      vcpus: p.vcpus,
+      host32: p.host32,
+    },
     shard: p.shard,
     resumed: { file, report, done },
   };

@@ -15,6 +15,8 @@ export const fuzzSource: CaseSource = (seed, discipline, plan) =>
     discipline,
     ...(plan.modes.length > 0 ? { modes: plan.modes as never } : {}),
     inject: plan.inject,
+    ...(plan.vcpus === null ? {} : { vcpus: plan.vcpus }),
+    ...(plan.host32 === null ? {} : { host32: plan.host32 }),
   });
 
 /** The signature of a divergence (`explain.ts`; the basic one if it cannot tell). */

@@ -76,7 +76,9 @@ export function main(args: string[]): number {
     `minimize: ${relative(base, file)} -> ${relative(base, out)}\n` +
       `  signature ${signature}\n` +
       `  ops ${r.before.ops} -> ${r.after.ops}, pages ${r.before.pages} -> ${r.after.pages}, ` +
-      `entries ${r.before.words} -> ${r.after.words}; ${r.tests} runs in ${r.rounds} round(s), ` +
+      `entries ${r.before.words} -> ${r.after.words}` +
+      (r.before.schedule > 0 ? `, schedule ${r.before.schedule} -> ${r.after.schedule}` : "") +
+      `; ${r.tests} runs in ${r.rounds} round(s), ` +
       `${(ms / 1000).toFixed(1)} s${r.exhausted ? " (budget spent: not at a fixed point)" : ""}`,
   );
   return 0;

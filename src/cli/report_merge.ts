@@ -61,6 +61,8 @@ function checkCompatible(first: ReportPiece, piece: ReportPiece): void {
     ["$.plan.discipline", a.plan.discipline, b.plan.discipline],
     ["$.plan.modes", a.plan.modes, b.plan.modes],
     ["$.plan.inject", a.plan.inject, b.plan.inject],
+    ["$.plan.vcpus", a.plan.vcpus, b.plan.vcpus],
+    ["$.plan.host32", a.plan.host32, b.plan.host32],
   ];
   if (a.plan.shard && b.plan.shard) {
     fields.push(["$.plan.shard.count", a.plan.shard.count, b.plan.shard.count]);

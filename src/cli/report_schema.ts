@@ -38,6 +38,10 @@ export const FuzzReport = z.strictObject({
     discipline: z.enum(["strict", "relaxed", "mixed"]),
     modes: z.array(z.string()),
     inject: z.array(z.string()),
+    /** `--vcpus` (null: each case drew 1 to 4). */
+    vcpus: z.int().min(1).max(4).nullable().default(null),
+    /** `--host32` (null: one case in four). */
+    host32: z.boolean().nullable().default(null),
     runs: Count.nullable(),
     shard: z.strictObject({ index: z.int().min(1), count: z.int().min(1) })
       .refine((s) => s.index <= s.count, "expected 1 ≤ index ≤ count")

@@ -26,6 +26,8 @@ import { formatObservation, type Observation } from "../model/observation.ts";
 import type { Op } from "../model/op.ts";
 import type { Kvm } from "../shadow/kvm.ts";
 import type { Counter } from "../shadow/stats.ts";
+import { type Decider, Scheduler } from "../shadow/scheduler.ts";
+import { DirtyLogContract } from "./dirty_log_contract.ts";
 import {
   ShadowMachine,
   type ShadowMachineOptions,
@@ -45,6 +47,8 @@ export interface DiffOptions {
   readonly sut?: ShadowMachineOptions;
   /** Runs after every step on the SUT's VM (e.g. `kvm_mmu_audit`); findings are divergences. */
   readonly audit?: (kvm: Kvm) => readonly AuditFinding[];
+  /** A concurrent case's choices once its schedule is used up (the fuzzer's); recorded. */
+  readonly decider?: Decider;
 }
 
 /** How a step failed the contract. */
@@ -85,6 +89,11 @@ export interface DiffResult {
   readonly steps: readonly DiffStep[];
   /** The SUT (null when it could not be built). */
   readonly sut: ShadowMachine | null;
+  /**
+   * A concurrent case's schedule as run (its entries consumed, then the decider's choices):
+   * with it in place of the case's, the case replays the same way. Null for a sequential case.
+   */
+  readonly schedule: readonly number[] | null;
 }
 
 /** Text of a SUT step, in the oracle's vocabulary. */
@@ -94,11 +103,14 @@ export function formatSutStep(s: SutStep): string {
     : `SUT failure (${s.reason}): ${s.detail}`;
 }
 
-/** True if the SUT's observation is what the allowed one says (a dirty log may have more). */
-function matches(allowed: Observation, got: Observation): boolean {
+/**
+ * True if the SUT's observation is what the allowed one says (a dirty log may have more; in a
+ * concurrent case its content is judged by {@link DirtyLogContract} instead).
+ */
+function matches(allowed: Observation, got: Observation, concurrent: boolean): boolean {
   if (allowed.kind === "dirtyLog" && got.kind === "dirtyLog") {
     const have = new Set(got.gfns);
-    return allowed.slot === got.slot && allowed.gfns.every((g) => have.has(g));
+    return allowed.slot === got.slot && (concurrent || allowed.gfns.every((g) => have.has(g)));
   }
   return formatObservation(allowed) === formatObservation(got);
 }
@@ -137,8 +149,8 @@ const A_HIGH = 1n << 37n;
 /**
  * Compares guest memory; adopts speculative A bits into the oracle. Returns the first word that
  * differs in a way the architecture does not allow, or null. Between full comparisons (`full`:
- * every page either side has) only the pages written in the step are compared: the oracle's
- * committed writes and the SUT's recorded guest writes.
+ * every page either side has) only the pages written since the last comparison are compared:
+ * the oracle's committed writes (`written`) and the SUT's recorded guest writes.
  */
 function compareMemory(
   m: ReferenceMachine,
@@ -147,13 +159,12 @@ function compareMemory(
   committed: CommittedStep,
   adopted: string[],
   full: boolean,
+  written: ReadonlySet<bigint>,
 ): { gpa: bigint; oracle: bigint; sut: bigint } | null {
-  const gfns = new Set<bigint>();
+  const gfns = new Set<bigint>(written);
   if (full) {
     for (const [gfn] of m.memory.pages()) gfns.add(gfn);
     for (const gfn of sut.kvm.ram.backedGfns()) gfns.add(BigInt(gfn));
-  } else {
-    for (const w of committed.outcome.writes) gfns.add(w.addr >> 12n);
   }
   for (const gfn of sut.kvm.ram.takeWritten()) gfns.add(BigInt(gfn));
   for (const gfn of [...gfns].sort((a, b) => (a < b ? -1 : 1))) {
@@ -182,9 +193,20 @@ function compareMemory(
   return null;
 }
 
+/** What one completed op is checked for (see {@link runDifferential}). */
+interface CheckScope {
+  /** Compare guest memory now (the pages written since the last comparison). */
+  readonly memory: boolean;
+  /** Run the audit now. */
+  readonly audit: boolean;
+  /** Judge a dirty log by the concurrent contract instead of the oracle's list. */
+  readonly dirtyLog: ((got: Observation) => string | null) | null;
+}
+
 /**
- * Runs a case on the oracle and the SUT and compares them step by step, stopping at the first
- * divergence.
+ * Runs a case on the oracle and the SUT and compares them op by op, stopping at the first
+ * divergence. A case with a `schedule` runs concurrently ({@link Scheduler}): ops are checked
+ * in the order they complete in the SUT, with the concurrent contract of the README.
  *
  * @throws {InitialStateError} when the case's initial state is impossible (from the oracle)
  */
@@ -192,7 +214,12 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
   const oracle = new ReferenceMachine(c, options.oracle);
   const why = unsupportedReason(c);
   if (why) {
-    return { verdict: { status: "unsupported", step: null, reason: why }, steps: [], sut: null };
+    return {
+      verdict: { status: "unsupported", step: null, reason: why },
+      steps: [],
+      sut: null,
+      schedule: null,
+    };
   }
   let sut: ShadowMachine;
   try {
@@ -200,40 +227,47 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
   } catch (e: unknown) {
     if (e instanceof RangeError) throw e; // an unknown injected bug: bad input
     const reason = e instanceof Error ? e.message : String(e);
-    return { verdict: { status: "unsupported", step: null, reason }, steps: [], sut: null };
+    const verdict: DiffVerdict = { status: "unsupported", step: null, reason };
+    return { verdict, steps: [], sut: null, schedule: null };
   }
   const steps: DiffStep[] = [];
-  const stop = (verdict: DiffVerdict): DiffResult => ({ verdict, steps, sut });
-  for (const op of c.program) {
+  const written = new Set<bigint>();
+  let verdict: DiffVerdict | null = null;
+  let before = { ...sut.kvm.stats.counters };
+
+  /** Checks op `index`'s SUT result: its commit, or null (with `verdict` set) on a divergence. */
+  const check = (index: number, got: SutStep, scope: CheckScope): CommittedStep | null => {
+    const op = c.program[index]!;
     const choices = oracle.allowed(op);
-    const before = { ...sut.kvm.stats.counters };
-    const got = sut.step(op);
     const mechanisms: Partial<Record<Counter, number>> = {};
     for (const [k, n] of Object.entries(sut.kvm.stats.counters) as [Counter, number][]) {
       if (n !== before[k]) mechanisms[k] = n - before[k];
     }
+    before = { ...sut.kvm.stats.counters };
     const expected = [...new Set(choices.outcomes.map((o) => formatObservation(o.observation)))];
     const diverge = (
       kind: DivergenceKind,
       detail: string,
       exp = expected,
       text = formatSutStep(got),
-    ) =>
-      stop({
+    ) => {
+      verdict = {
         status: "divergence",
-        divergence: { step: choices.step, kind, expected: exp, got: text, detail },
-      });
+        divergence: { step: index + 1, kind, expected: exp, got: text, detail },
+      };
+      return null;
+    };
     if (got.kind === "failure") {
       steps.push({ choices, sut: got, committed: null, adoptedA: [], mechanisms });
       if (got.reason === "emulation_failure") {
-        return stop({ status: "unsupported", step: choices.step, reason: got.detail });
+        verdict = { status: "unsupported", step: index + 1, reason: got.detail };
+        return null;
       }
       return diverge("sut-failure", got.detail);
     }
-    const candidates = choices.outcomes.flatMap((
-      o,
-      i,
-    ) => (matches(o.observation, got.observation) ? [i] : []));
+    const candidates = choices.outcomes.flatMap((o, i) =>
+      matches(o.observation, got.observation, scope.dirtyLog !== null) ? [i] : []
+    );
     if (candidates.length === 0) {
       steps.push({ choices, sut: got, committed: null, adoptedA: [], mechanisms });
       return diverge("observation", `${describe(op)}: the SUT's result is not allowed`);
@@ -243,14 +277,18 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
     // nothing; setting a bit that is already set shows nothing), the first one on a tie.
     const visible = candidates.filter((i) => writesVisible(oracle, sut, i, choices));
     const gain = (i: number) => changedBits(oracle, choices.outcomes[i]!);
-    const index = visible.reduce(
+    const chosen = visible.reduce(
       (best, i) => (gain(i) > gain(best) ? i : best),
       visible[0] ?? candidates[0]!,
     );
-    const committed = oracle.commit(choices, index);
+    const committed = oracle.commit(choices, chosen);
     const adoptedA: string[] = [];
-    const last = choices.step === c.program.length;
-    const bad = compareMemory(oracle, sut, c.vcpus, committed, adoptedA, last);
+    for (const w of committed.outcome.writes) written.add(w.addr >> 12n);
+    const last = steps.length + 1 === c.program.length;
+    const bad = scope.memory
+      ? compareMemory(oracle, sut, c.vcpus, committed, adoptedA, last, written)
+      : null;
+    if (scope.memory) written.clear();
     steps.push({ choices, sut: got, committed, adoptedA, mechanisms });
     if (bad) {
       return diverge(
@@ -260,7 +298,9 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
         hex(bad.sut),
       );
     }
-    const findings = options.audit?.(sut.kvm) ?? [];
+    const missing = scope.dirtyLog?.(got.observation) ?? null;
+    if (missing !== null) return diverge("observation", `${describe(op)}: ${missing}`);
+    const findings = scope.audit ? options.audit?.(sut.kvm) ?? [] : [];
     if (findings.length > 0) {
       return diverge(
         "invariant",
@@ -269,8 +309,51 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
         findings.map((f) => f.invariant).join(", "),
       );
     }
+    return committed;
+  };
+
+  let schedule: readonly number[] | null = null;
+  if (c.schedule === undefined) {
+    const scope: CheckScope = { memory: true, audit: true, dirtyLog: null };
+    c.program.every((op, i) => check(i, sut.step(op), scope) !== null);
+  } else {
+    schedule = runConcurrent(c, oracle, sut, check, options.decider ?? null);
   }
-  return stop({ status: "pass" });
+  return { verdict: verdict ?? { status: "pass" }, steps, sut, schedule };
+}
+
+/**
+ * The concurrent contract (README, "Concurrent cases"): ops are checked in SUT completion
+ * order; guest memory and the audit only when no op is in flight; a dirty log by the interval
+ * rule of {@link DirtyLogContract}.
+ */
+function runConcurrent(
+  c: Case,
+  oracle: ReferenceMachine,
+  sut: ShadowMachine,
+  check: (index: number, got: SutStep, scope: CheckScope) => CommittedStep | null,
+  decider: Decider | null,
+): readonly number[] {
+  const scheduler = new Scheduler(sut, c.program, c.vcpus, c.schedule ?? [], decider);
+  const log = new DirtyLogContract();
+  const livelock = scheduler.run((done) => {
+    const quiescent = done.inFlight.length === 0;
+    const dirtyLog = (got: Observation): string | null =>
+      got.kind === "dirtyLog" ? log.harvest(got.slot, got.gfns, done) : null;
+    const committed = check(done.index, done.step, {
+      memory: quiescent,
+      audit: quiescent,
+      dirtyLog,
+    });
+    if (committed === null) return false;
+    log.note(oracle, c.program[done.index]!, committed, done);
+    return true;
+  });
+  if (livelock !== null) {
+    const failure: SutStep = { kind: "failure", reason: "livelock", detail: livelock.detail };
+    check(livelock.index, failure, { memory: false, audit: false, dirtyLog: null });
+  }
+  return scheduler.recorded;
 }
 
 /** A one-line description of an op for divergence details. */

@@ -13,6 +13,7 @@ import { hex } from "../model/hex.ts";
 import { kvm_mmu_audit } from "../shadow/audit.ts";
 import { COUNTERS } from "../shadow/stats.ts";
 import { type DiffResult, runDifferential } from "./differential.ts";
+import { scheduleDecider } from "../gen/fuzz_schedule.ts";
 
 /** How cases are chosen. */
 export interface FuzzPlan {
@@ -23,6 +24,10 @@ export interface FuzzPlan {
   readonly modes: readonly string[];
   /** Injected bugs every case turns on. */
   readonly inject: readonly string[];
+  /** vCPUs of every case (null: each case draws 1 to 4). */
+  readonly vcpus: number | null;
+  /** A 32-bit host (split SPTEs) for every case (null: one case in four). */
+  readonly host32: boolean | null;
 }
 
 /** Makes the case for one seed (the generator). */
@@ -107,13 +112,17 @@ export function runFuzzCase(
   const base = { index, seed, mode: modeOf(c), discipline };
   const finding = (signature: string, step: number | null, kind: string, detail: string) => {
     const copy = structuredClone(c);
+    if (schedule !== null) copy.schedule = [...schedule];
     copy.meta.signature = signature;
     copy.meta.notes = `${kind} at step ${step ?? "-"}: ${detail}`;
     return { index, seed, signature, step, kind, detail, caseText: encodeCase(copy) };
   };
   let r: DiffResult;
+  let schedule: readonly number[] | null = null;
   try {
-    r = runDifferential(c, { audit: kvm_mmu_audit, sut: { logEvents: true } });
+    const decider = c.schedule === undefined ? {} : { decider: scheduleDecider(seed) };
+    r = runDifferential(c, { audit: kvm_mmu_audit, sut: { logEvents: true }, ...decider });
+    schedule = r.schedule;
   } catch (e: unknown) {
     const message = e instanceof Error ? `${e.message}\n${e.stack ?? ""}` : String(e);
     return {

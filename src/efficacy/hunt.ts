@@ -11,7 +11,8 @@
  *
  * @module
  */
-import { caseDiscipline, caseSeed, type FuzzPlan, runFuzzCase } from "../diff/fuzz_run.ts";
+import { type FuzzPlan, runFuzzCase } from "../diff/fuzz_run.ts";
+import { parseCase } from "../corpus/load_case.ts";
 import { fuzzSigner, fuzzSource } from "../cli/fuzz_source.ts";
 import { runDifferential } from "../diff/differential.ts";
 import { knownDivergenceOf } from "../diff/known_divergences.ts";
@@ -54,12 +55,14 @@ export interface HuntResult {
   readonly baseline: number;
 }
 
-/** True when the case of `index`, generated without any bug, passes. */
-function passesWithoutBug(plan: FuzzPlan, index: number): boolean {
-  const off = fuzzSource(caseSeed(plan.seed, index), caseDiscipline(plan, index), {
-    ...plan,
-    inject: [],
-  });
+/**
+ * True when the finding's case passes with the bug off: the same ops, and for a concurrent case
+ * the schedule the finding recorded.
+ */
+function passesWithoutBug(caseText: string): boolean {
+  const load = parseCase(caseText, "finding");
+  if (!load.ok) throw new Error(`a finding's case does not load: ${load.error}`);
+  const off = { ...load.case, sut: { ...load.case.sut, inject: [] } };
   return runDifferential(off, { audit: kvm_mmu_audit }).verdict.status === "pass";
 }
 
@@ -70,6 +73,8 @@ export function hunt(p: HuntPlan, now: () => number = () => performance.now()): 
     discipline: "mixed",
     modes: [],
     inject: p.bug === null ? [] : [p.bug],
+    vcpus: null,
+    host32: null,
   };
   const t0 = now();
   let known = 0;
@@ -84,7 +89,7 @@ export function hunt(p: HuntPlan, now: () => number = () => performance.now()): 
       known++;
       continue;
     }
-    if (p.bug !== null && !passesWithoutBug(plan, o.index)) {
+    if (p.bug !== null && !passesWithoutBug(o.finding.caseText)) {
       baseline++;
       continue;
     }

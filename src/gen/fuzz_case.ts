@@ -36,7 +36,7 @@ export type { GuestMode } from "./fuzz_shape.ts";
 export { GUEST_MODES } from "./fuzz_shape.ts";
 
 /** The generator's name and version, recorded in every case's `meta.found.generator`. */
-export const FUZZ_GENERATOR = "shadow-fuzz@3";
+export const FUZZ_GENERATOR = "shadow-fuzz@4";
 
 /**
  * The version of fast-check the generator runs on (the one `deno.json` imports): a case's seed
@@ -52,6 +52,10 @@ export interface FuzzGenOptions {
   discipline: "strict" | "relaxed";
   /** Injected SUT bugs to switch on (`sut.inject`). */
   inject?: readonly string[];
+  /** vCPUs of every case, 1 to 4 (default: each case draws 1 to 4). */
+  vcpus?: number;
+  /** A 32-bit host (the split-SPTE protocol) for every case (default: one case in four). */
+  host32?: boolean;
   /**
    * Most program genes (default 40). A gene resolves to at most 5 ops: strict flushes, and the
    * relaxed discipline's touches around a PTE store and PCID round trips, come on top.
@@ -64,7 +68,8 @@ function caseOf(g: Genome, options: FuzzGenOptions, modes: readonly GuestMode[])
   const mode = modes[g.mode % modes.length]!;
   const cpu = cpuOf(mode, g.cpu);
   const control = controlOf(mode, g.control, cpu);
-  const vcpus = g.vcpus === 3 ? 2 : 1;
+  const vcpus = options.vcpus ?? 1 + g.vcpus;
+  const host32 = options.host32 ?? g.host32 === 0;
   const layout = buildLayout(g, { mode, cpu, control });
   const { discipline } = options;
   const program = new ProgramBuilder(layout, { cpu, control, vcpus, discipline }).build(g);
@@ -77,7 +82,8 @@ function caseOf(g: Genome, options: FuzzGenOptions, modes: readonly GuestMode[])
     }];
   });
   const tags = [`mode:${mode}`, `discipline:${options.discipline}`];
-  if (vcpus > 1) tags.push("vcpus:2");
+  if (vcpus > 1) tags.push(`vcpus:${vcpus}`);
+  if (host32) tags.push("host:32");
   if (layout.roots.length > 1) tags.push(`roots:${layout.roots.length}`);
   if (layout.roots.some((r) => r.holder)) tags.push("layout:self-map-slot");
   if (layout.window.some((la) => la !== null)) tags.push("layout:window");
@@ -111,7 +117,17 @@ function caseOf(g: Genome, options: FuzzGenOptions, modes: readonly GuestMode[])
       readOnly: s.readOnly,
     })),
     program: program as CaseJson["program"],
-    sut: { inject: [...(options.inject ?? [])] },
+    // Concurrent: the fuzz runner's decider interleaves the threads and records the schedule.
+    schedule: [],
+    sut: {
+      features: {
+        prefetch: true,
+        unsync: true,
+        fastPageFault: true,
+        splitSpte: host32,
+      },
+      inject: [...(options.inject ?? [])],
+    },
     meta: {
       title: `fuzz ${mode} ${options.discipline}`,
       found: { by: "fuzz", generator: FUZZ_GENERATOR },
@@ -131,6 +147,10 @@ export function fuzzCaseArbitrary(options: FuzzGenOptions): fc.Arbitrary<Case> {
   const modes = options.modes ?? GUEST_MODES;
   const maxSteps = options.maxSteps ?? 40;
   if (modes.length === 0) throw new RangeError("Cannot generate cases: no guest mode allowed");
+  const v = options.vcpus;
+  if (v !== undefined && (!Number.isInteger(v) || v < 1 || v > 4)) {
+    throw new RangeError(`Cannot generate cases: vcpus ${v} is not 1, 2, 3 or 4`);
+  }
   if (!Number.isInteger(maxSteps) || maxSteps < 0) {
     throw new RangeError(
       `Cannot generate cases: maxSteps ${maxSteps} is not a non-negative integer`,
@@ -157,6 +177,8 @@ export function fuzzCase(seed: number, options: FuzzGenOptions): Case {
     options.discipline,
     options.inject ?? [],
     options.maxSteps ?? 40,
+    options.vcpus ?? null,
+    options.host32 ?? null,
   ]);
   let arb = samplers.get(key);
   if (!arb) samplers.set(key, arb = fc.noBias(fuzzCaseArbitrary(options)));

@@ -119,8 +119,10 @@ export interface Genome {
   readonly cpu: number;
   /** Initial CR0.WP, CR4 and EFER bits, RFLAGS.AC, packed. */
   readonly control: number;
-  /** 0-2: one vCPU; 3: two. */
+  /** vCPUs less one (1 to 4 vCPUs), unless the options fix the number. */
   readonly vcpus: number;
+  /** 0: a 32-bit host (split-SPTE protocol); else a 64-bit one, unless the options say. */
+  readonly host32: number;
   /** Number of roots: 0-3 one, 4-5 two, 6-7 three. */
   readonly roots: number;
   /** PCIDs and PAE PDPT offsets of the roots, packed. */
@@ -142,7 +144,7 @@ function u(max: number): fc.Arbitrary<number> {
   return fc.integer({ min: 0, max });
 }
 
-const vcpu = u(1);
+const vcpu = u(3);
 
 const mapGene: fc.Arbitrary<MapGene> = fc.record({
   la: u(0xffff),
@@ -211,6 +213,7 @@ export function genomeArbitrary(modeCount: number, maxSteps: number): fc.Arbitra
     cpu: u(0x3fff_ffff),
     control: u(0xffff),
     vcpus: u(3),
+    host32: u(3),
     roots: u(7),
     rootBits: u(0xffff),
     selfMap: u(9),

@@ -130,7 +130,7 @@ export class ProgramBuilder {
   }
 
   #v(gene: number): number {
-    return Math.min(gene, this.#vcpus.length - 1);
+    return gene % this.#vcpus.length;
   }
 
   /** A linear address of the layout: recently edited walks first, then mappings, then others. */

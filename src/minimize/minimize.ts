@@ -5,6 +5,9 @@
  * Passes, repeated until none changes the case (a fixed point) or the budget is spent:
  *
  * 1. the program is cut after the diverging step, then `ddmin` over its ops (1-minimal);
+ *    a concurrent case's schedule is cut to the entries its run consumed, replaced by an empty
+ *    one (program order) or none (a sequential case) when the signature survives that, else
+ *    reduced by `ddmin` over its entries;
  * 2. memory: `ddmin` over whole pages, then over the non-zero words (clearing entries);
  * 3. values, one change at a time, kept when the signature survives: clear each set bit of each
  *    memory word and stored value (flags, reserved bits, then address bits, high to low), lower
@@ -59,6 +62,8 @@ export interface CaseSize {
   readonly ops: number;
   readonly pages: number;
   readonly words: number;
+  /** Schedule entries (0 for a sequential case). */
+  readonly schedule: number;
 }
 
 /** The size of `c`. */
@@ -67,6 +72,7 @@ export function caseSize(c: Case): CaseSize {
     ops: c.program.length,
     pages: c.memory.length,
     words: c.memory.reduce((n, p) => n + Object.keys(p.words).length, 0),
+    schedule: c.schedule?.length ?? 0,
   };
 }
 
@@ -160,6 +166,22 @@ const ops: Pass = (c, fails, budget) => {
     if (cut && fails(cut)) c = cut;
   }
   return ddminPart(c, c.program, (c, program) => ({ ...c, program: [...program] }), fails, budget);
+};
+
+const schedule: Pass = (c, fails, budget) => {
+  if (c.schedule === undefined) return c;
+  // The run stops at the divergence: the entries after what it consumed never matter.
+  const ran = runDifferential(c, { audit: kvm_mmu_audit }).schedule;
+  if (ran && ran.length < c.schedule.length && budget.spend()) {
+    const cut = legal({ ...c, schedule: [...ran] });
+    if (cut && fails(cut)) c = cut;
+  }
+  c = greedy(c, function* () {
+    yield (c) => ({ ...c, schedule: [] });
+    yield ({ schedule: _, ...sequential }) => sequential;
+  }, fails, budget);
+  if (c.schedule === undefined) return c;
+  return ddminPart(c, c.schedule, (c, entries) => ({ ...c, schedule: [...entries] }), fails, budget);
 };
 
 const pages: Pass = (c, fails, budget) =>
@@ -303,7 +325,18 @@ const environment: Pass = (c, fails, budget) =>
       }
       const maxVcpu = Math.max(0, ...c0.program.map((o) => ("vcpu" in o ? o.vcpu : 0)));
       if (maxVcpu + 1 < c0.vcpus) {
-        yield (c) => ({ ...c, vcpus: maxVcpu + 1 });
+        // The host thread is thread `vcpus`; the dropped vCPUs had no ops, so their schedule
+        // entries were always skipped.
+        const vcpus = maxVcpu + 1;
+        yield (c) => ({
+          ...c,
+          vcpus,
+          ...(c.schedule === undefined ? {} : {
+            schedule: c.schedule.flatMap((t) =>
+              t === c.vcpus ? [vcpus] : t >= vcpus ? [] : [t]
+            ),
+          }),
+        });
       }
       for (const f of Object.keys(c0.cpu.features) as (keyof Case["cpu"]["features"])[]) {
         yield (c) => ({ ...c, cpu: { ...c.cpu, features: { ...c.cpu.features, [f]: false } } });
@@ -325,6 +358,7 @@ const environment: Pass = (c, fails, budget) =>
 
 const PASSES: readonly Pass[] = [
   ops,
+  schedule,
   pages,
   words,
   wordBits,

@@ -138,6 +138,12 @@ const CaseObject = z.strictObject({
   memory: z.array(MemoryPage).default([]),
   memslots: z.array(Memslot),
   program: z.array(Op),
+  /**
+   * A concurrent case: the threads' interleaving, as thread indices (vCPU i is thread i, the
+   * host thread, which runs the host events, is thread `vcpus`). Absent: the program runs
+   * sequentially, op by op. See `src/shadow/scheduler.ts`.
+   */
+  schedule: z.array(z.int().min(0).max(64)).max(100_000).optional(),
   // Defaults built per parse: zod copies a default value only shallowly, so a shared object
   // would hand every case the same `sut.features`, `sut.inject`, `meta.found` and `meta.tags`.
   sut: SutOptions.default(() => SutOptions.parse({})),
@@ -193,6 +199,12 @@ export const Case = CaseObject.superRefine((c, ctx) => {
   c.program.forEach((op, i) => {
     if ("vcpu" in op && op.vcpu >= c.vcpus) {
       need(false, ["program", i, "vcpu"], `vCPU ${op.vcpu} does not exist (vcpus is ${c.vcpus})`);
+    }
+  });
+
+  c.schedule?.forEach((t, i) => {
+    if (t > c.vcpus) {
+      need(false, ["schedule", i], `thread ${t} does not exist (threads 0..${c.vcpus})`);
     }
   });
 

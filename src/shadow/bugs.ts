@@ -305,6 +305,65 @@ export const INJECTED_BUGS = [
       "when CR4.SMEP=1, so the kernel-made SPTE lets the supervisor execute a user page",
     symptom: "the supervisor executes a user page with SMEP on",
   },
+  // --- Concurrency (need another thread between two atomic steps: a schedule)
+  {
+    name: "spte_update_plain_write",
+    origin: "§2 E.32",
+    commit: "c7ba5b48cc8d",
+    description: "mmu_spte_update overwrites an SPTE whose bits may change outside mmu_lock " +
+      "(fast_page_fault setting W, the CPU setting D) with a plain store instead of an exchange, " +
+      "so a W set between its read and its write is lost from the old value it returns and the " +
+      "write-protect does not flush",
+    symptom: "a vCPU keeps a writable TLB entry after a dirty-log harvest: its later stores " +
+      "are missing from the next harvest",
+  },
+  {
+    name: "split_spte_set_low_first",
+    origin: "own (E: split-SPTE write order on a 32-bit host)",
+    commit: null,
+    description: "__set_spte on a 32-bit host writes the low half (with P) before the high " +
+      "half, so for a moment the SPTE is present with the high bits (NX, pfn 51:32) of the " +
+      "non-present value",
+    symptom: "a CPU walking the tables in that moment uses an executable translation of an NX " +
+      "page",
+  },
+  {
+    name: "lockless_read_ignores_clear_count",
+    origin: "own (E: torn lockless read on a 32-bit host)",
+    commit: null,
+    description: "__get_spte_lockless re-checks only the low half, not clear_spte_count, so a " +
+      "clear and a re-set of the SPTE between its two reads (same low half) go unnoticed and it " +
+      "returns the old low half with the cleared high half",
+    symptom: "a lockless walker acts on a value the SPTE never held (audit I-13)",
+  },
+  {
+    name: "flush_after_mmu_unlock",
+    origin: "own (D: a flush issued after dropping mmu_lock)",
+    commit: null,
+    description: "the remote flush owed by write-protecting a gfn for shadowing " +
+      "(rmap_write_protect in kvm_mmu_get_shadow_page) is issued after mmu_lock is dropped, so " +
+      "another vCPU that takes the lock in between sees the gfn write-protected while a TLB " +
+      "still has it writable",
+    symptom: "a store through the stale writable entry changes a shadowed gpte unnoticed: " +
+      "a stale translation after INVLPG",
+  },
+  {
+    name: "fast_pf_ignores_mmu_writable",
+    origin: "own (E: fast_page_fault and MMU-writable)",
+    commit: null,
+    description: "fast_page_fault sets W in any present read-only leaf SPTE, not only in one " +
+      "that is MMU-writable (write-protected for dirty logging alone)",
+    symptom: "a store to a read-only memslot or to a shadowed gpte page succeeds without exit",
+  },
+  {
+    name: "fetch_skips_gpte_changed",
+    origin: "own (C: a missing FNAME(gpte_changed) recheck)",
+    commit: null,
+    description: "FNAME(fetch) does not re-read the gptes of the walk under mmu_lock, so a gpte " +
+      "changed by another vCPU between the walk and the lock is shadowed from its old value",
+    symptom: "an SPTE from a gpte the guest already replaced: a stale translation after " +
+      "INVLPG",
+  },
 ] as const satisfies readonly InjectedBug[];
 
 /** The name of a bug of the zoo. */
@@ -349,18 +408,13 @@ export const NOT_EXPRESSIBLE: readonly { readonly origin: string; readonly why: 
   { origin: "§2 D.23 07ffaf343e34", why: "nested virtualization is not modelled" },
   {
     origin: "§2 D.25 226d9b8f1688",
-    why: "a store-load reordering race between vCPUs: needs the concurrency scheduler (issue 7)",
+    why: "a store-load reordering race between vCPUs: the model's memory is sequentially " +
+      "consistent, so no schedule reorders a store after a later load",
   },
   { origin: "§2 D.28 e5f3f0279601", why: "async page faults are not modelled" },
   {
     origin: "§2 E.30 404381c5839d",
     why: "host COW read-only large SPTEs are not modelled (host pages are always writable)",
-  },
-  { origin: "§2 E.32 c7ba5b48cc8d", why: "lost volatile bits need a concurrent writer: issue 7" },
-  {
-    origin: "own: a missing FNAME(gpte_changed) recheck in fetch, a lost volatile bit",
-    why: "both need another vCPU (or the CPU's A/D update) to change memory between KVM's read " +
-      "and its write: the concurrency scheduler of issue 7",
   },
   {
     origin: "§2 G.35 0cb2af2ea66a, G.36 81ccda30b4e8",

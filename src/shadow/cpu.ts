@@ -104,6 +104,36 @@ type HwWalk =
  * an allowed write) in the SPTEs. On success the translation is also what the TLB caches.
  */
 function hw_walk(vcpu: KvmVcpu, laPage: number, kind: AccessKind, cpl: number): HwWalk {
+  for (;;) {
+    const r = hw_walk_once(vcpu, laPage, kind, cpl);
+    if (r !== RESTART) return r;
+  }
+}
+
+/** An A/D update found its SPTE changed since the walk read it: the walk starts again. */
+const RESTART = Symbol("restart");
+
+/**
+ * Atomic step "cpu:set_ad": the CPU's locked update of A/D in an SPTE it read. It sets the bits
+ * in the SPTE as it is now if that still is the value read (A/D aside); otherwise the walk
+ * restarts.
+ */
+function hw_set_ad(vcpu: KvmVcpu, sptep: number, read: bigint, bits: bigint): boolean {
+  const host = vcpu.kvm.host;
+  vcpu.kvm.atomicStep("cpu:set_ad", sptep);
+  const now = host.read64(sptep);
+  if ((now | 0x60n) !== (read | 0x60n)) return false;
+  if ((now & bits) !== bits) host.write64(sptep, now | bits);
+  return true;
+}
+
+/** One try of {@link hw_walk}; each SPTE read is atomic step "cpu:walk". */
+function hw_walk_once(
+  vcpu: KvmVcpu,
+  laPage: number,
+  kind: AccessKind,
+  cpl: number,
+): HwWalk | typeof RESTART {
   const host = vcpu.kvm.host;
   const access = hw_error_code(kind, cpl);
   let level = vcpu.mmu.root_role.level;
@@ -122,6 +152,7 @@ function hw_walk(vcpu: KvmVcpu, laPage: number, kind: AccessKind, cpl: number): 
   let writable = true, user = true, executable = true;
   for (;;) {
     const sptep = table + Math.floor(laPage / 2 ** (9 * (level - 1))) % 512 * 8;
+    vcpu.kvm.atomicStep("cpu:walk", sptep);
     const spte = host.read64(sptep);
     const lo = Number(spte & 0xffff_ffffn), hi = Number(spte >> 32n);
     if ((lo & 1) === 0) return { ok: false, error_code: access };
@@ -135,7 +166,7 @@ function hw_walk(vcpu: KvmVcpu, laPage: number, kind: AccessKind, cpl: number): 
     executable &&= (hi & NX_HI) === 0;
     const pfn = (hi & 0xf_ffff) * 2 ** 20 + (lo >>> 12);
     if (level > 1 && !ps) {
-      if ((lo & 0x20) === 0) host.write64(sptep, spte | 0x20n);
+      if ((lo & 0x20) === 0 && !hw_set_ad(vcpu, sptep, spte, 0x20n)) return RESTART;
       table = pfn * 4096;
       level--;
       continue;
@@ -152,16 +183,22 @@ function hw_walk(vcpu: KvmVcpu, laPage: number, kind: AccessKind, cpl: number): 
       return { ok: false, error_code: access | PFERR_PRESENT_MASK };
     }
     const ad = kind === "write" ? 0x60 : 0x20;
-    if ((lo & ad) !== ad) host.write64(sptep, spte | BigInt(ad));
+    if ((lo & ad) !== ad && !hw_set_ad(vcpu, sptep, spte, BigInt(ad))) return RESTART;
     return { ok: true, entry };
   }
 }
 
 /**
  * The translation of one access: a TLB hit whose rights allow it (a write through a clean entry
- * walks again, to set D), else a walk that fills the TLB. A fault drops the page's entry.
+ * walks again, to set D), else a walk that fills the TLB. A fault drops the page's entry. Null
+ * when a flush overtook the walk.
  */
-function hw_translate(vcpu: KvmVcpu, laPage: number, kind: AccessKind, cpl: number): HwWalk {
+function hw_translate(
+  vcpu: KvmVcpu,
+  laPage: number,
+  kind: AccessKind,
+  cpl: number,
+): HwWalk | null {
   const pcid = vcpu.active_pcid;
   const hit = vcpu.tlb.lookup(pcid, laPage);
   if (hit && (kind !== "write" || hit.dirty)) {
@@ -173,7 +210,10 @@ function hw_translate(vcpu: KvmVcpu, laPage: number, kind: AccessKind, cpl: numb
     return { ok: false, error_code: hw_error_code(kind, cpl) | PFERR_PRESENT_MASK };
   }
   vcpu.kvm.count("hw_walks");
+  const generation = vcpu.tlb.generation;
   const walk = hw_walk(vcpu, laPage, kind, cpl);
+  // A flush delivered while the walk was in flight: the access starts again after it.
+  if (vcpu.tlb.generation !== generation) return null;
   if (walk.ok) vcpu.tlb.fill(pcid, laPage, walk.entry);
   else vcpu.tlb.invalidate(pcid, laPage);
   return walk;
@@ -197,7 +237,14 @@ export function cpu_access(vcpu: KvmVcpu, access: GuestAccess): CpuResult {
       vcpu.exception = null;
       return { kind: "pf", error_code, cr2: address };
     }
-    const t = hw_translate(vcpu, laPage, access.kind, access.cpl);
+    vcpu.in_guest_mode = true;
+    let t: HwWalk | null;
+    try {
+      t = hw_translate(vcpu, laPage, access.kind, access.cpl);
+    } finally {
+      vcpu.in_guest_mode = false;
+    }
+    if (t === null) continue;
     if (t.ok) {
       const gfn = kvm.ram.gfnOfPfn(t.entry.pfn);
       // A huge SPTE maps a whole host chunk, some of whose pages were never touched yet.

@@ -231,7 +231,7 @@ export function fast_page_fault(vcpu: KvmVcpu, fault: KvmPageFault): RetPf {
         break;
       }
       let new_spte = spte;
-      if (fault.write && is_mmu_writable_spte(spte)) {
+      if (fault.write && (is_mmu_writable_spte(spte) || kvm.bug("fast_pf_ignores_mmu_writable"))) {
         new_spte |= PT_WRITABLE_MASK;
         // Only the first 4K of a huge SPTE would be logged: let the slow path map 4K pages.
         if (sp.role.level > PG_LEVEL_4K && fault.slot?.dirtyTrackEnabled) break;
@@ -324,14 +324,10 @@ export function direct_page_fault(vcpu: KvmVcpu, fault: KvmPageFault): RetPf {
   if (r !== "RET_PF_INVALID") return r;
   r = kvm_mmu_faultin_pfn(vcpu, fault, ACC_ALL);
   if (r !== "RET_PF_CONTINUE") return r;
-  const held = kvm.mmu_lock_held;
-  kvm.mmu_lock_held = true;
-  try {
+  return kvm.locked(() => {
     if (is_page_fault_stale(vcpu, fault)) return "RET_PF_RETRY";
     return direct_map(vcpu, fault);
-  } finally {
-    kvm.mmu_lock_held = held;
-  }
+  });
 }
 
 /**

@@ -19,6 +19,7 @@ import { walkerGuestAccess, walkerVcpu } from "./guest_access.ts";
 import { kvm_inject_emulated_page_fault } from "./exceptions.ts";
 import { vcpu_match_mmio_gva } from "./mmio.ts";
 import { kvm_mmu_track_write } from "./page_track.ts";
+import { MmuLockContended } from "./kvm.ts";
 import {
   permission_fault,
   PFERR_FETCH_MASK,
@@ -72,6 +73,10 @@ function emulator_write_phys(vcpu: KvmVcpu, gpa: number, value: bigint): boolean
   const gfn = Math.floor(gpa / 4096);
   const slot = kvm.gfn_to_memslot(gfn);
   if (!slot || slot.readOnly) return false;
+  // The write and its page-track notification (which takes mmu_lock when anything is shadowed)
+  // are one step here: when the lock is held by a thread this one preempted, the instruction
+  // is retried before it writes, instead of spinning after it (see Kvm.mmuLockContendedHook).
+  if (kvm.indirect_shadow_pages !== 0 && kvm.mmu_lock_contended()) throw new MmuLockContended();
   kvm.writeGuestPhys(gpa, 8, value);
   kvm.mark_page_dirty_in_slot(slot, gfn);
   kvm_mmu_track_write(vcpu, gpa, 8);

@@ -53,13 +53,17 @@ export function kvm_mmu_slot_apply_flags(kvm: Kvm, id: number, log_dirty: boolea
 export function kvm_get_dirty_log_protect(kvm: Kvm, id: number): number[] {
   const slot = kvm.memslots.byId(id);
   if (!slot || !slot.dirty_bitmap) return [];
-  const gfns = [...slot.dirty_bitmap].sort((a, b) => a - b);
-  slot.dirty_bitmap.clear();
+  const bitmap = slot.dirty_bitmap;
   kvm.count("dirty_log_harvests");
-  if (gfns.length > 0) {
-    kvm_mmu_write_protect_gfns_for_log(kvm, slot, gfns);
-    if (!kvm.bug("dirty_log_clear_no_flush")) kvm_flush_remote_tlbs(kvm);
-  }
+  // Under mmu_lock: take the bitmap and write-protect what it held; the flush comes after the
+  // unlock, before the log is returned, as in KVM.
+  const gfns = kvm.locked(() => {
+    const taken = [...bitmap].sort((a, b) => a - b);
+    bitmap.clear();
+    if (taken.length > 0) kvm_mmu_write_protect_gfns_for_log(kvm, slot, taken);
+    return taken;
+  });
+  if (gfns.length > 0 && !kvm.bug("dirty_log_clear_no_flush")) kvm_flush_remote_tlbs(kvm);
   return gfns;
 }
 

@@ -28,6 +28,11 @@ export interface HwTlbEntry {
 /** The TLB of one vCPU. */
 export class HardwareTlb {
   readonly #byPcid = new Map<number, Map<number, HwTlbEntry>>();
+  /**
+   * Bumped by every flush: a walk that saw it change was overtaken by a flush (a remote one,
+   * delivered while it was in flight) and must not fill, nor complete its access.
+   */
+  generation = 0;
 
   /** The entry for `laPage` under `pcid`, if cached. */
   lookup(pcid: number, laPage: number): HwTlbEntry | undefined {
@@ -48,11 +53,13 @@ export class HardwareTlb {
 
   /** Flushes every entry (INVVPID single-context: `vpid_sync_context`). */
   flushAll(): void {
+    this.generation++;
     this.#byPcid.clear();
   }
 
   /** Flushes one linear page under every PCID (INVVPID individual address: `flush_tlb_gva`). */
   flushGva(laPage: number): void {
+    this.generation++;
     for (const m of this.#byPcid.values()) m.delete(laPage);
   }
 

@@ -34,6 +34,23 @@ export interface KvmCpuid {
   readonly pcid: boolean;
 }
 
+/**
+ * An exception the scheduler of a concurrent case throws through the model (from an atomic
+ * step) and catches itself: the model lets it pass instead of reporting a failure.
+ */
+export class SchedulerInterrupt extends Error {}
+
+/**
+ * The running thread would have to spin on `mmu_lock` held by a thread it preempted (see
+ * {@link Kvm.mmuLockContendedHook}): the scheduler retries its operation later.
+ */
+export class MmuLockContended extends SchedulerInterrupt {
+  constructor() {
+    super("mmu_lock is held by a preempted thread");
+    this.name = "MmuLockContended";
+  }
+}
+
 /** The VM. */
 export class Kvm {
   readonly host = new HostMemory();
@@ -64,8 +81,20 @@ export class Kvm {
   mmu_invalidate_in_progress = 0;
   /** `mmu_invalidate_seq`. */
   mmu_invalidate_seq = 0;
-  /** Whether `mmu_lock` is held (assertions only: the model is single-threaded per step). */
-  mmu_lock_held = false;
+  /** The thread holding `mmu_lock` (a vCPU index, or the host thread's index), or null. */
+  mmu_lock_owner: number | null = null;
+  /** The thread running now: set by the scheduler of a concurrent case (0 otherwise). */
+  current_thread = 0;
+  /**
+   * Set by the scheduler of a concurrent case: true while a thread that the running one
+   * preempted holds `mmu_lock`, or is in guest mode or a lockless walk (which a remote flush
+   * under the lock would wait for). The running thread cannot spin on the lock, since the one it
+   * preempted only resumes when it is done: {@link write_lock} throws {@link MmuLockContended}
+   * and the operation is retried from its start, as after `RET_PF_RETRY`.
+   */
+  mmuLockContendedHook: (() => boolean) | null = null;
+  /** A remote flush owed when `mmu_lock` is dropped (injected bug `flush_after_mmu_unlock`). */
+  flush_after_unlock = false;
 
   /**
    * Called at every named atomic step of the SPTE protocols (`mmu_spte_update:read`,
@@ -78,6 +107,76 @@ export class Kvm {
   /** Marks a named atomic step (see {@link atomicStepHook}). */
   atomicStep(step: string, sptep: number): void {
     this.atomicStepHook?.(step, sptep);
+  }
+
+  /** Whether `mmu_lock` is held (`lockdep_assert_held`). */
+  get mmu_lock_held(): boolean {
+    return this.mmu_lock_owner !== null;
+  }
+
+  /** True when the running thread could not take `mmu_lock` now (see {@link write_lock}). */
+  mmu_lock_contended(): boolean {
+    return this.mmu_lock_owner !== null || (this.mmuLockContendedHook?.() ?? false);
+  }
+
+  /**
+   * `write_lock(&kvm->mmu_lock)`: atomic step "mmu_lock:acquire" (another thread may run, and
+   * take the lock, first), then the lock.
+   *
+   * @throws {MmuLockContended} when a preempted thread holds it (concurrent cases only)
+   * @throws {Error} when the running thread already holds it (a model bug: it is not recursive)
+   */
+  write_lock(): void {
+    this.atomicStep("mmu_lock:acquire", -1);
+    if (this.mmu_lock_owner === this.current_thread) {
+      throw new Error(`thread ${this.current_thread} takes mmu_lock twice`);
+    }
+    if (this.mmu_lock_contended()) throw new MmuLockContended();
+    this.mmu_lock_owner = this.current_thread;
+  }
+
+  /**
+   * `write_unlock(&kvm->mmu_lock)`, then atomic step "mmu_lock:release", then a remote flush
+   * left for after the unlock (injected bug `flush_after_mmu_unlock`).
+   */
+  write_unlock(): void {
+    if (this.mmu_lock_owner !== this.current_thread) {
+      throw new Error(`thread ${this.current_thread} releases an mmu_lock it does not hold`);
+    }
+    this.mmu_lock_owner = null;
+    this.atomicStep("mmu_lock:release", -1);
+    if (this.flush_after_unlock) {
+      this.flush_after_unlock = false;
+      this.flush_remote_tlbs();
+    }
+  }
+
+  /**
+   * `kvm_flush_remote_tlbs`: every vCPU's hardware TLB is flushed before this returns (the IPI
+   * waits for vCPUs in guest mode). Each delivery is an atomic step
+   * ("kvm_flush_remote_tlbs:deliver", with the vCPU index): a vCPU not reached yet may still use
+   * its stale entries, and an access in flight on a vCPU the flush reached starts again.
+   */
+  flush_remote_tlbs(): void {
+    this.count("remote_tlb_flushes");
+    for (const v of this.vcpus) {
+      this.atomicStep("kvm_flush_remote_tlbs:deliver", v.vcpu_id);
+      v.tlb.flushAll();
+    }
+  }
+
+  /** Runs `body` under `mmu_lock` (an exception out of `body` drops the lock too). */
+  locked<T>(body: () => T): T {
+    this.write_lock();
+    let result: T;
+    try {
+      result = body();
+    } catch (e: unknown) {
+      this.mmu_lock_owner = null;
+      throw e;
+    }
+    this.write_unlock();
+    return result;
   }
 
   /** Builds an empty VM. */

@@ -89,6 +89,12 @@ export class KvmVcpu {
   exception: { error_code: number; address: bigint } | null = null;
   /** `last_retry_addr` of `kvm_mmu_unprotect_gfn_and_retry` (no RIP in the model). */
   last_retry_addr = -1;
+  /**
+   * `vcpu->mode` as far as the scheduler cares: IN_GUEST_MODE while the simulated CPU runs one
+   * access (a remote flush would wait for it to exit). READING_SHADOW_PAGE_TABLES is kept by
+   * `walk_shadow_page_lockless_begin/end`.
+   */
+  in_guest_mode = false;
 
   /** Builds a vCPU with the given control state; `kvm_init_mmu` fills `mmu`. */
   constructor(kvm: Kvm, vcpu_id: number, arch: VcpuArch) {

@@ -12,7 +12,7 @@
 import type { Case } from "../model/case.ts";
 import type { Observation } from "../model/observation.ts";
 import type { Op } from "../model/op.ts";
-import { Kvm, type KvmCpuid } from "./kvm.ts";
+import { Kvm, type KvmCpuid, SchedulerInterrupt } from "./kvm.ts";
 import { KvmVcpu, type VcpuArch } from "./kvm_vcpu.ts";
 import { KvmMemorySlot } from "./kvm_memslots.ts";
 import {
@@ -162,13 +162,20 @@ export class ShadowMachine {
     try {
       return this.#run(op);
     } catch (e: unknown) {
+      if (e instanceof SchedulerInterrupt) throw e; // the scheduler's own (a retry, a stop)
+
       const detail = e instanceof Error ? `${e.message}\n${e.stack ?? ""}` : String(e);
       return { kind: "failure", reason: "exception", detail };
     }
   }
 
   #run(op: Op): SutStep {
-    const r = this.#execute(op);
+    // Intercepted instructions and host events other than the dirty-log harvest run under
+    // mmu_lock as one critical section (KVM takes it inside them, around everything that
+    // touches shadow state; the rest is vCPU-private state and guest memory reads).
+    const locked = op.op !== "dirtyLogGetAndClear" &&
+      ("vcpu" in op ? INTERCEPTED.has(op.op) : true);
+    const r = locked ? this.kvm.locked(() => this.#execute(op)) : this.#execute(op);
     // MOV CR3, CR0/CR4/EFER writes and INVLPG exit to KVM (shadow paging intercepts them); the
     // VM entry after the exit services the requests they made (vcpu_enter_guest) before the
     // vCPU's next instruction, whatever that is.

@@ -75,9 +75,12 @@ function __set_spte(kvm: Kvm, sptep: number, spte: bigint): void {
     kvm.host.write64(sptep, spte);
     return;
   }
-  write_half(kvm, sptep, "high", spte);
-  kvm.atomicStep("__set_spte:low", sptep);
-  write_half(kvm, sptep, "low", spte);
+  const [first, second] = kvm.bug("split_spte_set_low_first")
+    ? ["low", "high"] as const
+    : ["high", "low"] as const;
+  write_half(kvm, sptep, first, spte);
+  kvm.atomicStep(`__set_spte:${second}`, sptep);
+  write_half(kvm, sptep, second, spte);
 }
 
 /**
@@ -121,6 +124,7 @@ function __update_clear_spte_slow(kvm: Kvm, sptep: number, spte: bigint): bigint
  * and a retry when the low half or the count changed (the SPTE was torn by a writer).
  */
 export function mmu_spte_get_lockless(kvm: Kvm, sptep: number): bigint {
+  kvm.atomicStep("__get_spte_lockless", sptep);
   if (!kvm.features.splitSpte) return kvm.host.read64(sptep);
   const sp = sptep_to_sp(kvm, sptep);
   for (let retries = 0;; retries++) {
@@ -129,7 +133,10 @@ export function mmu_spte_get_lockless(kvm: Kvm, sptep: number): bigint {
     const low = kvm.host.read64(sptep) & LOW;
     kvm.atomicStep("__get_spte_lockless:high", sptep);
     const high = kvm.host.read64(sptep) & HIGH;
-    if (low === (kvm.host.read64(sptep) & LOW) && count === sp.clear_spte_count) return high | low;
+    kvm.atomicStep("__get_spte_lockless:recheck", sptep);
+    const same = low === (kvm.host.read64(sptep) & LOW) &&
+      (count === sp.clear_spte_count || kvm.bug("lockless_read_ignores_clear_count"));
+    if (same) return high | low;
     kvm.count("lockless_read_retries");
   }
 }
@@ -155,7 +162,7 @@ function mmu_spte_update_no_track(kvm: Kvm, sptep: number, new_spte: bigint): bi
     return old_spte;
   }
   kvm.atomicStep("mmu_spte_update:read", sptep);
-  if (!spte_needs_atomic_update(old_spte)) {
+  if (!spte_needs_atomic_update(old_spte) || kvm.bug("spte_update_plain_write")) {
     __update_clear_spte_fast(kvm, sptep, new_spte);
     return old_spte;
   }
@@ -271,13 +278,9 @@ export function drop_spte(kvm: Kvm, sptep: number): void {
 // Remote TLB flush
 // ---------------------------------------------------------------------------------------------
 
-/**
- * `kvm_flush_remote_tlbs`: every vCPU's hardware TLB is flushed before any of them runs again
- * (the IPI waits for vCPUs in guest mode).
- */
+/** `kvm_flush_remote_tlbs` ({@link Kvm.flush_remote_tlbs}). */
 export function kvm_flush_remote_tlbs(kvm: Kvm): void {
-  kvm.count("remote_tlb_flushes");
-  for (const v of kvm.vcpus) v.tlb.flushAll();
+  kvm.flush_remote_tlbs();
 }
 
 /** `kvm_flush_remote_tlbs_sptep`: the same, for the range of one SPTE. */
@@ -327,7 +330,9 @@ function account_shadowed(kvm: Kvm, sp: KvmMmuPage): void {
   }
   update_gfn_disallow_lpage_count(slot, gfn, 1);
   const flush = kvm_mmu_slot_gfn_write_protect(kvm, slot, gfn, PG_LEVEL_4K);
-  if (flush && !kvm.bug("rmap_write_protect_no_flush")) kvm_flush_remote_tlbs(kvm);
+  if (!flush || kvm.bug("rmap_write_protect_no_flush")) return;
+  if (kvm.bug("flush_after_mmu_unlock") && kvm.mmu_lock_held) kvm.flush_after_unlock = true;
+  else kvm_flush_remote_tlbs(kvm);
 }
 
 /** `unaccount_shadowed`. */

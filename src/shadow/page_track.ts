@@ -158,9 +158,7 @@ export function kvm_mmu_track_write(vcpu: KvmVcpu, gpa: number, bytes: number): 
   const gfn = Math.floor(gpa / PAGE_SIZE);
   // No indirect shadow page: nothing is write-protected for shadowing.
   if (kvm.indirect_shadow_pages === 0) return;
-  const held = kvm.mmu_lock_held;
-  kvm.mmu_lock_held = true;
-  try {
+  kvm.locked(() => {
     const w = mmu_pte_write_fetch_gpte(vcpu, gpa, bytes);
     kvm.event(
       vcpu.vcpu_id,
@@ -196,9 +194,7 @@ export function kvm_mmu_track_write(vcpu: KvmVcpu, gpa: number, bytes: number): 
       }
     }
     kvm_mmu_remote_flush_or_zap(kvm, invalid_list, flush);
-  } finally {
-    kvm.mmu_lock_held = held;
-  }
+  });
 }
 
 /** `clear_sp_write_flooding_count`: the page holding `sptep` was just walked. */

@@ -126,6 +126,7 @@ function gpte_changed(vcpu: KvmVcpu, desc: PttypeDesc, gw: GuestWalker, level: n
   } else {
     curr = kvm_vcpu_read_guest_atomic(kvm, pte_gpa, desc.PTE_SIZE);
   }
+  if (kvm.bug("fetch_skips_gpte_changed")) return false;
   return curr === null || curr !== gw.ptes[level - 1];
 }
 
@@ -281,8 +282,10 @@ export function FNAME_page_fault(vcpu: KvmVcpu, fault: KvmPageFault): RetPf {
       walker.pte_access &= ~ACC_EXEC_MASK;
     }
   }
-  if (is_page_fault_stale(vcpu, fault)) return "RET_PF_RETRY";
-  return fetch(vcpu, desc, fault, walker);
+  return kvm.locked(() => {
+    if (is_page_fault_stale(vcpu, fault)) return "RET_PF_RETRY";
+    return fetch(vcpu, desc, fault, walker);
+  });
 }
 
 /**

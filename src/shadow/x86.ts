@@ -8,7 +8,8 @@
  *
  * @module
  */
-import { INVALID_PAGE, type KvmMmu, type KvmVcpu } from "./kvm_vcpu.ts";
+import { INVALID_PAGE, type KvmMmu, type KvmRequest, type KvmVcpu } from "./kvm_vcpu.ts";
+import { MmuLockContended } from "./kvm.ts";
 import {
   cpuRoleAsU64,
   kvm_calc_cpu_role,
@@ -252,11 +253,22 @@ export function kvm_set_cr3(vcpu: KvmVcpu, value: bigint, noflush: boolean): Set
  * happens between a guest-visible step and the next guest instruction.
  */
 export function vcpu_enter_guest(vcpu: KvmVcpu): void {
-  if (vcpu.kvm_check_request("KVM_REQ_MMU_FREE_OBSOLETE_ROOTS")) kvm_mmu_free_obsolete_roots(vcpu);
-  if (vcpu.kvm_check_request("KVM_REQ_MMU_SYNC")) kvm_mmu_sync_roots(vcpu);
+  const kvm = vcpu.kvm;
+  const locked = (req: KvmRequest, handler: () => void) => {
+    if (!vcpu.kvm_check_request(req)) return;
+    try {
+      kvm.locked(handler);
+    } catch (e: unknown) {
+      // The lock is held by a preempted thread: the request stays pending for the retry.
+      if (e instanceof MmuLockContended) vcpu.kvm_make_request(req);
+      throw e;
+    }
+  };
+  locked("KVM_REQ_MMU_FREE_OBSOLETE_ROOTS", () => kvm_mmu_free_obsolete_roots(vcpu));
+  locked("KVM_REQ_MMU_SYNC", () => kvm_mmu_sync_roots(vcpu));
   vcpu.kvm_check_request("KVM_REQ_LOAD_MMU_PGD"); // the hardware CR3 is read from mmu.root
   if (vcpu.kvm_check_request("KVM_REQ_TLB_FLUSH")) kvm_vcpu_flush_tlb_current(vcpu);
   if (vcpu.kvm_check_request("KVM_REQ_TLB_FLUSH_CURRENT")) kvm_vcpu_flush_tlb_current(vcpu);
-  if (vcpu.kvm_check_request("KVM_REQ_TLB_FLUSH_GUEST")) kvm_vcpu_flush_tlb_guest(vcpu);
-  kvm_mmu_reload(vcpu);
+  locked("KVM_REQ_TLB_FLUSH_GUEST", () => kvm_vcpu_flush_tlb_guest(vcpu));
+  if (vcpu.mmu.root.hpa === INVALID_PAGE) kvm.locked(() => kvm_mmu_reload(vcpu));
 }

@@ -253,6 +253,7 @@ function doctor(
     },
     steps: [...r.steps.slice(0, index), s],
     sut: r.sut,
+    schedule: r.schedule,
   };
 }
 

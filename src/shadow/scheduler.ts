@@ -1,0 +1,285 @@
+/**
+ * The deterministic scheduler of a concurrent case: each vCPU is a thread running its ops in
+ * program order, and a host thread (index `vcpus`) runs the host events. A thread yields at
+ * every atomic step the model names (`Kvm.atomicStep`: SPTE reads, cmpxchg and exchanges, each
+ * half of a split SPTE write and read, `mmu_lock` acquire and release, remote-flush deliveries,
+ * the CPU's walk and A/D update); the case's `schedule`, an array of thread indices, decides
+ * who runs at each of them.
+ *
+ * Threads are coroutines without their own stacks, so preemption nests: at an atomic step of
+ * the running thread the next schedule entry names a thread, and
+ * - the running thread itself: it goes on;
+ * - an idle thread with ops left: its next op starts, on top of the running one, which resumes
+ *   once that op completed, or gave up on `mmu_lock` (below);
+ * - a thread that is already mid-op below, or has nothing left: it is blocked, the entry is
+ *   skipped.
+ * A thread that must take `mmu_lock` while a thread it preempted holds it (or is in guest mode
+ * or a lockless walk, which the lock holder's remote flush would wait for) cannot spin: a guest
+ * access is abandoned there and retried later from its start, as KVM's `RET_PF_RETRY` re-runs
+ * the instruction (nothing guest-visible happened before its first `mmu_lock`); any other op
+ * is blocked from starting while that holds. When no op is running, the entry picks the next op
+ * to start; once the schedule is used up, the running thread goes on at every step and the op
+ * first in program order starts next, so an empty schedule runs the program sequentially.
+ *
+ * What this cannot express: two threads that are both mid-op and alternate more than once
+ * (A, B, A, B within one op each). Every race of the bug catalogue needs one window, filled
+ * with complete operations of other threads.
+ *
+ * @module
+ */
+import type { Op } from "../model/op.ts";
+import { SchedulerInterrupt } from "./kvm.ts";
+import type { ShadowMachine, SutStep } from "./machine.ts";
+import { MmuLockContended } from "./kvm.ts";
+import { is_reading_shadow_page_tables } from "./direct_mmu.ts";
+
+/** Scheduling decisions (atomic steps plus entries consumed) a case may take: a livelock. */
+export const MAX_SCHEDULER_STEPS = 200_000;
+
+/** One op that completed, in completion order. */
+export interface Completion {
+  /** Its index in the program. */
+  readonly index: number;
+  readonly thread: number;
+  readonly step: SutStep;
+  /** The logical time of its first start and of its completion (one clock for all threads). */
+  readonly started: number;
+  readonly completed: number;
+  /**
+   * Program indices of the ops started and not completed when it completed: those preempted
+   * mid-op, and those abandoned at a contended lock, waiting for their retry (their guest walk
+   * may already have set A/D bits).
+   */
+  readonly inFlight: readonly number[];
+}
+
+/** Counters of a concurrent run. */
+export interface SchedulerStats {
+  /** Atomic steps the threads passed. */
+  points: number;
+  /** Ops started on top of a running one. */
+  preemptions: number;
+  /** Ops abandoned at a contended `mmu_lock` and retried. */
+  retries: number;
+  /** Schedule entries skipped because they named a blocked thread. */
+  blocked: number;
+}
+
+/**
+ * Makes the choices of a generated case once its schedule is used up. What it chooses is
+ * recorded ({@link Scheduler.recorded}), so the case replays with the recorded schedule alone.
+ */
+export interface Decider {
+  /** At an atomic step of `running`: a thread of `ready` (non-empty) to start, or null. */
+  preempt(running: number, ready: readonly number[]): number | null;
+  /** With no op running: the thread of `ready` (non-empty) whose next op starts. */
+  start(ready: readonly number[]): number;
+}
+
+/** The thread that runs `op`: its vCPU, or the host thread `vcpus`. */
+export function threadOf(op: Op, vcpus: number): number {
+  return "vcpu" in op ? op.vcpu : vcpus;
+}
+
+/** True for the ops that may be abandoned at a contended lock and retried (guest accesses). */
+function retryable(op: Op): boolean {
+  return op.op === "load" || op.op === "store" || op.op === "fetch";
+}
+
+class StopRun extends SchedulerInterrupt {}
+
+class Livelock extends SchedulerInterrupt {
+  constructor(message: string, readonly index: number) {
+    super(message);
+  }
+}
+
+/** Runs a program on a machine under a schedule. */
+export class Scheduler {
+  readonly stats: SchedulerStats = { points: 0, preemptions: 0, retries: 0, blocked: 0 };
+  /** The schedule as run: the entries consumed, then the decider's choices. */
+  readonly recorded: number[] = [];
+  readonly #decider: Decider | null;
+  readonly #machine: ShadowMachine;
+  readonly #program: readonly Op[];
+  readonly #vcpus: number;
+  readonly #schedule: readonly number[];
+  readonly #queues: number[][];
+  readonly #stack: number[] = [];
+  readonly #started = new Map<number, number>();
+  #pos = 0;
+  #clock = 0;
+  #onComplete: (c: Completion) => boolean = () => true;
+
+  /** A scheduler for `program` on `machine` (threads 0..vcpus-1 and the host thread `vcpus`). */
+  constructor(
+    machine: ShadowMachine,
+    program: readonly Op[],
+    vcpus: number,
+    schedule: readonly number[],
+    decider: Decider | null = null,
+  ) {
+    this.#decider = decider;
+    this.#machine = machine;
+    this.#program = program;
+    this.#vcpus = vcpus;
+    this.#schedule = schedule;
+    this.#queues = Array.from({ length: vcpus + 1 }, () => []);
+    program.forEach((op, i) => this.#queues[threadOf(op, vcpus)]!.push(i));
+  }
+
+  /** The schedule entries consumed so far. */
+  get consumed(): number {
+    return this.#pos;
+  }
+
+  /** True while a thread is mid-op (an op in flight): the model's state may be transient. */
+  get busy(): boolean {
+    return this.#stack.length > 0;
+  }
+
+  /**
+   * Runs every op; `onComplete` sees each completion in order and returns false to stop.
+   * Returns null, or a livelock (the step budget ran out) with the op that was running.
+   */
+  run(onComplete: (c: Completion) => boolean): { detail: string; index: number } | null {
+    const kvm = this.#machine.kvm;
+    this.#onComplete = onComplete;
+    kvm.atomicStepHook = () => this.#preempt();
+    kvm.mmuLockContendedHook = () => this.#contended();
+    try {
+      for (;;) {
+        const next = this.#pick();
+        if (next === null) return null;
+        this.#runOp(next);
+      }
+    } catch (e: unknown) {
+      if (e instanceof StopRun) return null;
+      if (e instanceof Livelock) return { detail: e.message, index: e.index };
+      throw e;
+    } finally {
+      kvm.atomicStepHook = null;
+      kvm.mmuLockContendedHook = null;
+      kvm.current_thread = 0;
+    }
+  }
+
+  /** The next schedule entry (recorded), or null when the schedule is used up. */
+  #entry(): number | null {
+    if (this.#pos >= this.#schedule.length) return null;
+    return this.#record(this.#schedule[this.#pos++]!);
+  }
+
+  /** Records a decision (an entry, or the decider's choice): one tick of the clock. */
+  #record(t: number): number {
+    this.recorded.push(t);
+    this.#tick();
+    return t;
+  }
+
+  /** The threads that could start an op now. */
+  #ready(): number[] {
+    return this.#queues.flatMap((_, t) => (this.#canStart(t) ? [t] : []));
+  }
+
+  /** The thread to start at top level, or null when every queue is empty. */
+  #pick(): number | null {
+    for (let t = this.#entry(); t !== null; t = this.#entry()) {
+      if (this.#canStart(t)) return t;
+      this.stats.blocked++;
+    }
+    const ready = this.#ready();
+    if (ready.length === 0) return null;
+    if (this.#decider) return this.#record(this.#decider.start(ready));
+    return ready.reduce((best, t) => (this.#queues[t]![0]! < this.#queues[best]![0]! ? t : best));
+  }
+
+  /** At an atomic step of the running thread: run what the schedule says, then go on. */
+  #preempt(): void {
+    this.stats.points++;
+    this.#tick();
+    const top = this.#stack[this.#stack.length - 1]!;
+    for (let t = this.#entry(); t !== top; t = this.#entry()) {
+      if (t === null) {
+        t = this.#decide(top);
+        if (t === null) return;
+      } else if (!this.#canStart(t)) {
+        this.stats.blocked++;
+        continue;
+      }
+      this.stats.preemptions++;
+      this.#runOp(t);
+    }
+  }
+
+  /** The decider's choice at an atomic step of `top` (recorded), or null without one. */
+  #decide(top: number): number | null {
+    if (!this.#decider) return null;
+    const ready = this.#ready();
+    const t = ready.length === 0 ? null : this.#decider.preempt(top, ready);
+    this.#record(t ?? top);
+    return t;
+  }
+
+  #tick(): void {
+    if (++this.#clock > MAX_SCHEDULER_STEPS) {
+      const top = this.#stack[this.#stack.length - 1];
+      const index = top === undefined ? 0 : this.#queues[top]![0]!;
+      throw new Livelock(
+        `the scheduler passed ${MAX_SCHEDULER_STEPS} steps without finishing the program`,
+        index,
+      );
+    }
+  }
+
+  #canStart(t: number): boolean {
+    const q = this.#queues[t];
+    if (!q || q.length === 0 || this.#stack.includes(t)) return false;
+    if (this.#stack.length === 0 || retryable(this.#program[q[0]!]!)) return true;
+    return !this.#machine.kvm.mmu_lock_held && !this.#contended(this.#stack);
+  }
+
+  /**
+   * Whether one of `threads` (preempted ones) is in guest mode or in a lockless walk (see the
+   * module comment); by default those below the running thread.
+   */
+  #contended(threads: readonly number[] = this.#stack.slice(0, -1)): boolean {
+    return threads.some((t) => {
+      const v = this.#machine.kvm.vcpus[t];
+      return v !== undefined && (v.in_guest_mode || is_reading_shadow_page_tables(v));
+    });
+  }
+
+  #runOp(t: number): void {
+    const kvm = this.#machine.kvm;
+    const q = this.#queues[t]!;
+    const index = q[0]!;
+    if (!this.#started.has(index)) this.#started.set(index, this.#clock);
+    this.#stack.push(t);
+    kvm.current_thread = t;
+    let step: SutStep | null = null;
+    try {
+      step = this.#machine.step(this.#program[index]!);
+    } catch (e: unknown) {
+      if (!(e instanceof MmuLockContended)) throw e;
+      this.stats.retries++;
+    } finally {
+      this.#stack.pop();
+      kvm.current_thread = this.#stack[this.#stack.length - 1] ?? 0;
+    }
+    if (step === null) return;
+    q.shift();
+    const started = this.#started.get(index)!;
+    this.#started.delete(index);
+    const inFlight = [...this.#started.keys()];
+    const c: Completion = {
+      index,
+      thread: t,
+      step,
+      started,
+      completed: ++this.#clock,
+      inFlight,
+    };
+    if (!this.#onComplete(c)) throw new StopRun("stopped");
+  }
+}
