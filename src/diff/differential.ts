@@ -150,23 +150,25 @@ const A_HIGH = 1n << 37n;
  * Compares guest memory; adopts speculative A bits into the oracle. Returns the first word that
  * differs in a way the architecture does not allow, or null. Between full comparisons (`full`:
  * every page either side has) only the pages written since the last comparison are compared:
- * the oracle's committed writes (`written`) and the SUT's recorded guest writes.
+ * the oracle's committed writes and the SUT's recorded guest writes (`written`). With
+ * `adoptOnly` (a concurrent case with ops in flight) only the A bits are adopted, so what the
+ * next op reads from memory includes them, and nothing is reported.
  */
 function compareMemory(
   m: ReferenceMachine,
   sut: ShadowMachine,
   vcpus: number,
-  committed: CommittedStep,
+  committed: CommittedStep | undefined,
   adopted: string[],
   full: boolean,
   written: ReadonlySet<bigint>,
+  adoptOnly = false,
 ): { gpa: bigint; oracle: bigint; sut: bigint } | null {
   const gfns = new Set<bigint>(written);
   if (full) {
     for (const [gfn] of m.memory.pages()) gfns.add(gfn);
     for (const gfn of sut.kvm.ram.backedGfns()) gfns.add(BigInt(gfn));
   }
-  for (const gfn of sut.kvm.ram.takeWritten()) gfns.add(BigInt(gfn));
   for (const gfn of [...gfns].sort((a, b) => (a < b ? -1 : 1))) {
     const page = m.memory.page(gfn);
     const sutPage = sut.guestPage(Number(gfn));
@@ -185,6 +187,7 @@ function compareMemory(
           }
           return false;
         });
+      if (!mayA && adoptOnly) continue;
       if (!mayA) return { gpa, oracle: o, sut: s };
       m.memory.write(gpa, 8, s);
       adopted.push(`${hex(gpa)}: ${hex(o)} -> ${hex(s)}`);
@@ -234,10 +237,17 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
   const written = new Set<bigint>();
   let verdict: DiffVerdict | null = null;
   let before = { ...sut.kvm.stats.counters };
+  let lastCommitted: CommittedStep | undefined;
 
   /** Checks op `index`'s SUT result: its commit, or null (with `verdict` set) on a divergence. */
   const check = (index: number, got: SutStep, scope: CheckScope): CommittedStep | null => {
     const op = c.program[index]!;
+    for (const gfn of sut.kvm.ram.takeWritten()) written.add(BigInt(gfn));
+    // Ops still in flight may have set A bits the oracle has not seen (their walks, or
+    // speculative ones): adopt them first, so this op's reads of page tables see them too.
+    if (!scope.memory) {
+      compareMemory(oracle, sut, c.vcpus, lastCommitted, [], false, written, true);
+    }
     const choices = oracle.allowed(op);
     const mechanisms: Partial<Record<Counter, number>> = {};
     for (const [k, n] of Object.entries(sut.kvm.stats.counters) as [Counter, number][]) {
@@ -282,6 +292,7 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
       visible[0] ?? candidates[0]!,
     );
     const committed = oracle.commit(choices, chosen);
+    lastCommitted = committed;
     const adoptedA: string[] = [];
     for (const w of committed.outcome.writes) written.add(w.addr >> 12n);
     const last = steps.length + 1 === c.program.length;
@@ -337,7 +348,7 @@ function runConcurrent(
   const scheduler = new Scheduler(sut, c.program, c.vcpus, c.schedule ?? [], decider);
   const log = new DirtyLogContract();
   const livelock = scheduler.run((done) => {
-    const quiescent = done.inFlight.length === 0;
+    const quiescent = done.quiescent;
     const dirtyLog = (got: Observation): string | null =>
       got.kind === "dirtyLog" ? log.harvest(got.slot, got.gfns, done) : null;
     const committed = check(done.index, done.step, {

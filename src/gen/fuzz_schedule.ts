@@ -19,7 +19,10 @@ export function scheduleDecider(seed: number): Decider {
   const rate = PREEMPT_RATES[prng.below(PREEMPT_RATES.length)]!;
   const threshold = Math.floor(rate * 2 ** 32);
   return {
-    preempt: (_running, ready) => (prng.next() < threshold ? ready[prng.below(ready.length)]! : null),
+    preempt: (
+      _running,
+      ready,
+    ) => (prng.next() < threshold ? ready[prng.below(ready.length)]! : null),
     start: (ready) => ready[prng.below(ready.length)]!,
   };
 }

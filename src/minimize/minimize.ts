@@ -176,12 +176,23 @@ const schedule: Pass = (c, fails, budget) => {
     const cut = legal({ ...c, schedule: [...ran] });
     if (cut && fails(cut)) c = cut;
   }
-  c = greedy(c, function* () {
-    yield (c) => ({ ...c, schedule: [] });
-    yield ({ schedule: _, ...sequential }) => sequential;
-  }, fails, budget);
+  c = greedy(
+    c,
+    function* () {
+      yield (c) => ({ ...c, schedule: [] });
+      yield ({ schedule: _, ...sequential }) => sequential;
+    },
+    fails,
+    budget,
+  );
   if (c.schedule === undefined) return c;
-  return ddminPart(c, c.schedule, (c, entries) => ({ ...c, schedule: [...entries] }), fails, budget);
+  return ddminPart(
+    c,
+    c.schedule,
+    (c, entries) => ({ ...c, schedule: [...entries] }),
+    fails,
+    budget,
+  );
 };
 
 const pages: Pass = (c, fails, budget) =>
@@ -332,9 +343,7 @@ const environment: Pass = (c, fails, budget) =>
           ...c,
           vcpus,
           ...(c.schedule === undefined ? {} : {
-            schedule: c.schedule.flatMap((t) =>
-              t === c.vcpus ? [vcpus] : t >= vcpus ? [] : [t]
-            ),
+            schedule: c.schedule.flatMap((t) => t === c.vcpus ? [vcpus] : t >= vcpus ? [] : [t]),
           }),
         });
       }

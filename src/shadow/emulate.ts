@@ -79,6 +79,7 @@ function emulator_write_phys(vcpu: KvmVcpu, gpa: number, value: bigint): boolean
   if (kvm.indirect_shadow_pages !== 0 && kvm.mmu_lock_contended()) throw new MmuLockContended();
   kvm.writeGuestPhys(gpa, 8, value);
   kvm.mark_page_dirty_in_slot(slot, gfn);
+  kvm.retire({ kind: "ok", gpa });
   kvm_mmu_track_write(vcpu, gpa, 8);
   return true;
 }

@@ -20,6 +20,7 @@ export function kvm_inject_emulated_page_fault(vcpu: KvmVcpu, fault: WalkerFault
     }
   }
   vcpu.exception = { error_code: fault.error_code, address: fault.address };
+  vcpu.kvm.retire({ kind: "pf", error_code: fault.error_code, cr2: fault.address });
   vcpu.kvm.count("pf_guest_injected");
   vcpu.kvm.event(
     vcpu.vcpu_id,

@@ -51,6 +51,11 @@ export class MmuLockContended extends SchedulerInterrupt {
   }
 }
 
+/** An op's guest-visible result, decided before the op returns (see {@link Kvm.retire}). */
+export type RetiredResult =
+  | { readonly kind: "ok"; readonly gpa: number }
+  | { readonly kind: "pf"; readonly error_code: number; readonly cr2: bigint };
+
 /** The VM. */
 export class Kvm {
   readonly host = new HostMemory();
@@ -93,6 +98,19 @@ export class Kvm {
    * and the operation is retried from its start, as after `RET_PF_RETRY`.
    */
   mmuLockContendedHook: (() => boolean) | null = null;
+  /**
+   * Set by the scheduler of a concurrent case: called when the running op's guest-visible
+   * result is decided before KVM is done with it (an emulated store's write, which KVM follows
+   * with the page-track zap under `mmu_lock`; a #PF queued by KVM's walker, delivered at the
+   * next VM entry). The op takes effect there, whatever KVM does after.
+   */
+  retireHook: ((r: RetiredResult) => void) | null = null;
+
+  /** Reports the running op's result early (see {@link retireHook}). */
+  retire(r: RetiredResult): void {
+    this.retireHook?.(r);
+  }
+
   /** A remote flush owed when `mmu_lock` is dropped (injected bug `flush_after_mmu_unlock`). */
   flush_after_unlock = false;
 

@@ -170,10 +170,11 @@ export class ShadowMachine {
   }
 
   #run(op: Op): SutStep {
-    // Intercepted instructions and host events other than the dirty-log harvest run under
+    // Control-register writes and host events other than the dirty-log harvest run under
     // mmu_lock as one critical section (KVM takes it inside them, around everything that
-    // touches shadow state; the rest is vCPU-private state and guest memory reads).
-    const locked = op.op !== "dirtyLogGetAndClear" &&
+    // touches shadow state; the rest is vCPU-private state and guest memory reads). INVLPG
+    // and the harvest take it where KVM does.
+    const locked = op.op !== "dirtyLogGetAndClear" && op.op !== "invlpg" &&
       ("vcpu" in op ? INTERCEPTED.has(op.op) : true);
     const r = locked ? this.kvm.locked(() => this.#execute(op)) : this.#execute(op);
     // MOV CR3, CR0/CR4/EFER writes and INVLPG exit to KVM (shadow paging intercepts them); the

@@ -443,6 +443,11 @@ export function kvm_vcpu_flush_tlb_guest(vcpu: KvmVcpu): void {
 function __kvm_mmu_invalidate_addr(vcpu: KvmVcpu, addr: bigint, root_hpa: number): void {
   vcpu_clear_mmio_info(vcpu, addr);
   if (root_hpa === INVALID_PAGE || is_dummy_root(vcpu.kvm, root_hpa)) return;
+  vcpu.kvm.locked(() => sync_addr(vcpu, addr, root_hpa));
+}
+
+/** The per-address sync of {@link __kvm_mmu_invalidate_addr}, under `mmu_lock`. */
+function sync_addr(vcpu: KvmVcpu, addr: bigint, root_hpa: number): void {
   const kvm = vcpu.kvm;
   for (const it = new ShadowWalkIterator(vcpu, root_hpa, addr); it.okay(); it.next()) {
     const sp = sptep_to_sp(kvm, it.sptep);

@@ -28,7 +28,7 @@
  * @module
  */
 import type { Op } from "../model/op.ts";
-import { SchedulerInterrupt } from "./kvm.ts";
+import { type RetiredResult, SchedulerInterrupt } from "./kvm.ts";
 import type { ShadowMachine, SutStep } from "./machine.ts";
 import { MmuLockContended } from "./kvm.ts";
 import { is_reading_shadow_page_tables } from "./direct_mmu.ts";
@@ -51,6 +51,11 @@ export interface Completion {
    * may already have set A/D bits).
    */
   readonly inFlight: readonly number[];
+  /**
+   * No op in flight and no thread running: nothing the model does is half done. An op retires
+   * early (`Kvm.retire`) while its thread still runs KVM code, so it is never quiescent.
+   */
+  readonly quiescent: boolean;
 }
 
 /** Counters of a concurrent run. */
@@ -107,6 +112,8 @@ export class Scheduler {
   readonly #queues: number[][];
   readonly #stack: number[] = [];
   readonly #started = new Map<number, number>();
+  /** Ops whose result was reported early (`Kvm.retire`) while their thread goes on. */
+  readonly #retired = new Set<number>();
   #pos = 0;
   #clock = 0;
   #onComplete: (c: Completion) => boolean = () => true;
@@ -147,6 +154,7 @@ export class Scheduler {
     this.#onComplete = onComplete;
     kvm.atomicStepHook = () => this.#preempt();
     kvm.mmuLockContendedHook = () => this.#contended();
+    kvm.retireHook = (r) => this.#retire(r);
     try {
       for (;;) {
         const next = this.#pick();
@@ -160,6 +168,7 @@ export class Scheduler {
     } finally {
       kvm.atomicStepHook = null;
       kvm.mmuLockContendedHook = null;
+      kvm.retireHook = null;
       kvm.current_thread = 0;
     }
   }
@@ -254,7 +263,9 @@ export class Scheduler {
     const kvm = this.#machine.kvm;
     const q = this.#queues[t]!;
     const index = q[0]!;
-    if (!this.#started.has(index)) this.#started.set(index, this.#clock);
+    if (!this.#started.has(index) && !this.#retired.has(index)) {
+      this.#started.set(index, this.#clock);
+    }
     this.#stack.push(t);
     kvm.current_thread = t;
     let step: SutStep | null = null;
@@ -269,6 +280,12 @@ export class Scheduler {
     }
     if (step === null) return;
     q.shift();
+    if (this.#retired.delete(index)) return; // reported when it retired
+    this.#complete(index, t, step);
+  }
+
+  /** Reports op `index` of thread `t` as completed with `step`. */
+  #complete(index: number, t: number, step: SutStep): void {
     const started = this.#started.get(index)!;
     this.#started.delete(index);
     const inFlight = [...this.#started.keys()];
@@ -279,7 +296,21 @@ export class Scheduler {
       started,
       completed: ++this.#clock,
       inFlight,
+      quiescent: inFlight.length === 0 && this.#stack.length === 0,
     };
     if (!this.#onComplete(c)) throw new StopRun("stopped");
+  }
+
+  /** The running op's result, decided early: it completes now (once). */
+  #retire(r: RetiredResult): void {
+    const t = this.#stack[this.#stack.length - 1];
+    if (t === undefined) return;
+    const index = this.#queues[t]![0]!;
+    if (this.#retired.has(index)) return;
+    this.#retired.add(index);
+    const step: SutStep = r.kind === "ok"
+      ? { kind: "observation", observation: { kind: "ok", gpa: BigInt(r.gpa), value: null } }
+      : { kind: "observation", observation: { kind: "pf", errorCode: r.error_code, cr2: r.cr2 } };
+    this.#complete(index, t, step);
   }
 }

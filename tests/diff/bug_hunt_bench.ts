@@ -16,7 +16,14 @@ const SEED = 3;
 const BUDGET_MS = 20_000;
 
 for (const b of INJECTED_BUGS) {
-  const plan: FuzzPlan = { seed: SEED, discipline: "mixed", modes: [], inject: [b.name], vcpus: null, host32: null };
+  const plan: FuzzPlan = {
+    seed: SEED,
+    discipline: "mixed",
+    modes: [],
+    inject: [b.name],
+    vcpus: null,
+    host32: null,
+  };
   const t0 = performance.now();
   let i = 0;
   let found: string | null = null;
@@ -35,7 +42,14 @@ for (const b of INJECTED_BUGS) {
   );
 }
 
-const plan: FuzzPlan = { seed: SEED, discipline: "mixed", modes: [], inject: ["invlpg_no_sync"], vcpus: null, host32: null };
+const plan: FuzzPlan = {
+  seed: SEED,
+  discipline: "mixed",
+  modes: [],
+  inject: ["invlpg_no_sync"],
+  vcpus: null,
+  host32: null,
+};
 let next = 0;
 Deno.bench({
   name: "one generated case with invlpg_no_sync on (audit every step)",

@@ -7,7 +7,14 @@
 import { type FuzzPlan, runFuzzCase } from "../../src/diff/fuzz_run.ts";
 import { fuzzSigner, fuzzSource } from "../../src/cli/fuzz_source.ts";
 
-const plan: FuzzPlan = { seed: 42, discipline: "mixed", modes: [], inject: [], vcpus: null, host32: null };
+const plan: FuzzPlan = {
+  seed: 42,
+  discipline: "mixed",
+  modes: [],
+  inject: [],
+  vcpus: null,
+  host32: null,
+};
 let next = 0;
 const batch = () => {
   let steps = 0;
