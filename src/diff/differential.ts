@@ -151,8 +151,9 @@ const A_HIGH = 1n << 37n;
  * differs in a way the architecture does not allow, or null. Between full comparisons (`full`:
  * every page either side has) only the pages written since the last comparison are compared:
  * the oracle's committed writes and the SUT's recorded guest writes (`written`). With
- * `adoptOnly` (a concurrent case with ops in flight) only the A bits are adopted, so what the
- * next op reads from memory includes them, and nothing is reported.
+ * `adoptOnly` (a concurrent case with ops in flight) only the A bits are adopted, and the D
+ * bits an op in flight may have set (`inFlightD`: 8-byte-aligned gpa → bits), so what the next
+ * op reads from memory includes them; nothing is reported.
  */
 function compareMemory(
   m: ReferenceMachine,
@@ -163,6 +164,7 @@ function compareMemory(
   full: boolean,
   written: ReadonlySet<bigint>,
   adoptOnly = false,
+  inFlightD: ReadonlyMap<bigint, bigint> = new Map(),
 ): { gpa: bigint; oracle: bigint; sut: bigint } | null {
   const gfns = new Set<bigint>(written);
   if (full) {
@@ -177,8 +179,8 @@ function compareMemory(
       const s = sutPage?.[i] ?? 0n;
       if (o === s) continue;
       const gpa = gfn * 4096n + BigInt(i * 8);
-      const added = s & ~o;
-      const mayA = added === (s ^ o) && (added & ~(A_LOW | A_HIGH)) === 0n &&
+      const added = s & ~o & ~(inFlightD.get(gpa) ?? 0n);
+      const mayA = (s & ~o) === (s ^ o) && (added & ~(A_LOW | A_HIGH)) === 0n &&
         [A_LOW, A_HIGH].every((bit) => {
           if ((added & bit) === 0n) return true;
           const entry = bit === A_LOW ? gpa : gpa + 4n;
@@ -204,6 +206,33 @@ interface CheckScope {
   readonly audit: boolean;
   /** Judge a dirty log by the concurrent contract instead of the oracle's list. */
   readonly dirtyLog: ((got: Observation) => string | null) | null;
+  /** Program indices of the ops in flight (a concurrent case). */
+  readonly inFlight: readonly number[];
+}
+
+/**
+ * The D bits the stores in flight may have set already (their walks run before they complete),
+ * by 8-byte-aligned gpa: those the oracle's outcomes for them would set now.
+ */
+function inFlightDirty(
+  oracle: ReferenceMachine,
+  c: Case,
+  inFlight: readonly number[],
+): Map<bigint, bigint> {
+  const bits = new Map<bigint, bigint>();
+  for (const i of inFlight) {
+    const op = c.program[i]!;
+    if (op.op !== "store") continue;
+    for (const o of oracle.allowed(op).outcomes) {
+      for (const w of o.writes) {
+        if (w.kind !== "D") continue;
+        const word = w.addr & ~7n;
+        const mask = w.bytes === 4 && (w.addr & 4n) !== 0n ? w.mask << 32n : w.mask;
+        bits.set(word, (bits.get(word) ?? 0n) | mask);
+      }
+    }
+  }
+  return bits;
 }
 
 /**
@@ -239,6 +268,38 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
   let before = { ...sut.kvm.stats.counters };
   let lastCommitted: CommittedStep | undefined;
 
+  /**
+   * After op `index`, the last one checked: compares guest memory (all of it when `full`) and
+   * runs the audit. False (with `verdict` set) on a divergence.
+   */
+  const settle = (index: number, full: boolean): boolean => {
+    const op = c.program[index]!;
+    const step = steps[steps.length - 1]!;
+    const fail = (kind: DivergenceKind, detail: string, expected: string[], got: string) => {
+      verdict = {
+        status: "divergence",
+        divergence: { step: index + 1, kind, expected, got, detail },
+      };
+      return false;
+    };
+    for (const gfn of sut.kvm.ram.takeWritten()) written.add(BigInt(gfn));
+    const adopted = step.adoptedA as string[];
+    const bad = compareMemory(oracle, sut, c.vcpus, lastCommitted, adopted, full, written);
+    written.clear();
+    if (bad) {
+      const detail = `${describe(op)}: guest memory at ${hex(bad.gpa)} differs`;
+      return fail("memory", detail, [hex(bad.oracle)], hex(bad.sut));
+    }
+    const findings = options.audit?.(sut.kvm) ?? [];
+    if (findings.length === 0) return true;
+    return fail(
+      "invariant",
+      findings.map((f) => `${f.invariant}: ${f.detail}`).join("\n"),
+      ["no invariant violation"],
+      findings.map((f) => f.invariant).join(", "),
+    );
+  };
+
   /** Checks op `index`'s SUT result: its commit, or null (with `verdict` set) on a divergence. */
   const check = (index: number, got: SutStep, scope: CheckScope): CommittedStep | null => {
     const op = c.program[index]!;
@@ -246,7 +307,8 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
     // Ops still in flight may have set A bits the oracle has not seen (their walks, or
     // speculative ones): adopt them first, so this op's reads of page tables see them too.
     if (!scope.memory) {
-      compareMemory(oracle, sut, c.vcpus, lastCommitted, [], false, written, true);
+      const d = inFlightDirty(oracle, c, scope.inFlight);
+      compareMemory(oracle, sut, c.vcpus, lastCommitted, [], false, written, true, d);
     }
     const choices = oracle.allowed(op);
     const mechanisms: Partial<Record<Counter, number>> = {};
@@ -293,42 +355,20 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
     );
     const committed = oracle.commit(choices, chosen);
     lastCommitted = committed;
-    const adoptedA: string[] = [];
     for (const w of committed.outcome.writes) written.add(w.addr >> 12n);
-    const last = steps.length + 1 === c.program.length;
-    const bad = scope.memory
-      ? compareMemory(oracle, sut, c.vcpus, committed, adoptedA, last, written)
-      : null;
-    if (scope.memory) written.clear();
-    steps.push({ choices, sut: got, committed, adoptedA, mechanisms });
-    if (bad) {
-      return diverge(
-        "memory",
-        `${describe(op)}: guest memory at ${hex(bad.gpa)} differs`,
-        [hex(bad.oracle)],
-        hex(bad.sut),
-      );
-    }
+    steps.push({ choices, sut: got, committed, adoptedA: [], mechanisms });
     const missing = scope.dirtyLog?.(got.observation) ?? null;
     if (missing !== null) return diverge("observation", `${describe(op)}: ${missing}`);
-    const findings = scope.audit ? options.audit?.(sut.kvm) ?? [] : [];
-    if (findings.length > 0) {
-      return diverge(
-        "invariant",
-        findings.map((f) => `${f.invariant}: ${f.detail}`).join("\n"),
-        ["no invariant violation"],
-        findings.map((f) => f.invariant).join(", "),
-      );
-    }
+    if (scope.memory && !settle(index, steps.length === c.program.length)) return null;
     return committed;
   };
 
   let schedule: readonly number[] | null = null;
   if (c.schedule === undefined) {
-    const scope: CheckScope = { memory: true, audit: true, dirtyLog: null };
+    const scope: CheckScope = { memory: true, audit: true, dirtyLog: null, inFlight: [] };
     c.program.every((op, i) => check(i, sut.step(op), scope) !== null);
   } else {
-    schedule = runConcurrent(c, oracle, sut, check, options.decider ?? null);
+    schedule = runConcurrent(c, oracle, sut, check, settle, options.decider ?? null);
   }
   return { verdict: verdict ?? { status: "pass" }, steps, sut, schedule };
 }
@@ -343,26 +383,36 @@ function runConcurrent(
   oracle: ReferenceMachine,
   sut: ShadowMachine,
   check: (index: number, got: SutStep, scope: CheckScope) => CommittedStep | null,
+  settle: (index: number, full: boolean) => boolean,
   decider: Decider | null,
 ): readonly number[] {
   const scheduler = new Scheduler(sut, c.program, c.vcpus, c.schedule ?? [], decider);
   const log = new DirtyLogContract();
+  let last: number | null = null;
+  let failed = false;
   const livelock = scheduler.run((done) => {
-    const quiescent = done.quiescent;
     const dirtyLog = (got: Observation): string | null =>
       got.kind === "dirtyLog" ? log.harvest(got.slot, got.gfns, done) : null;
     const committed = check(done.index, done.step, {
-      memory: quiescent,
-      audit: quiescent,
+      memory: done.quiescent,
+      audit: done.quiescent,
       dirtyLog,
+      inFlight: done.inFlight,
     });
-    if (committed === null) return false;
+    if (committed === null) return !(failed = true);
     log.note(oracle, c.program[done.index]!, committed, done);
+    last = done.index;
     return true;
+  }, (index) => {
+    // An op that retired early (its thread was still in KVM): checked once its thread is done.
+    if (index !== last) return true;
+    return settle(index, false) || !(failed = true);
   });
   if (livelock !== null) {
     const failure: SutStep = { kind: "failure", reason: "livelock", detail: livelock.detail };
-    check(livelock.index, failure, { memory: false, audit: false, dirtyLog: null });
+    check(livelock.index, failure, { memory: false, audit: false, dirtyLog: null, inFlight: [] });
+  } else if (!failed && last !== null) {
+    settle(last, true);
   }
   return scheduler.recorded;
 }

@@ -98,6 +98,12 @@ function archOf(c: Case): VcpuArch {
 export class ShadowMachine {
   readonly kvm: Kvm;
   #step = 0;
+  /**
+   * Set by the scheduler of a concurrent case: called when an op's result is final before the
+   * op returns (see `Kvm.retire`; here: an op the machine runs under `mmu_lock`, before the
+   * unlock).
+   */
+  retireHook: ((step: SutStep) => void) | null = null;
 
   /**
    * Builds the VM: memslots, guest RAM contents, and the vCPUs in the case's state.
@@ -176,7 +182,14 @@ export class ShadowMachine {
     // and the harvest take it where KVM does.
     const locked = op.op !== "dirtyLogGetAndClear" && op.op !== "invlpg" &&
       ("vcpu" in op ? INTERCEPTED.has(op.op) : true);
-    const r = locked ? this.kvm.locked(() => this.#execute(op)) : this.#execute(op);
+    // Such an op takes effect before the unlock (another thread may run right after it).
+    const r = locked
+      ? this.kvm.locked(() => {
+        const r = this.#execute(op);
+        this.retireHook?.(r);
+        return r;
+      })
+      : this.#execute(op);
     // MOV CR3, CR0/CR4/EFER writes and INVLPG exit to KVM (shadow paging intercepts them); the
     // VM entry after the exit services the requests they made (vcpu_enter_guest) before the
     // vCPU's next instruction, whatever that is.

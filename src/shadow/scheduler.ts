@@ -91,6 +91,13 @@ function retryable(op: Op): boolean {
   return op.op === "load" || op.op === "store" || op.op === "fetch";
 }
 
+/** The step of a result KVM decided early. */
+function stepOf(r: RetiredResult): SutStep {
+  return r.kind === "ok"
+    ? { kind: "observation", observation: { kind: "ok", gpa: BigInt(r.gpa), value: null } }
+    : { kind: "observation", observation: { kind: "pf", errorCode: r.error_code, cr2: r.cr2 } };
+}
+
 class StopRun extends SchedulerInterrupt {}
 
 class Livelock extends SchedulerInterrupt {
@@ -117,6 +124,7 @@ export class Scheduler {
   #pos = 0;
   #clock = 0;
   #onComplete: (c: Completion) => boolean = () => true;
+  #onSettled: (index: number) => boolean = () => true;
 
   /** A scheduler for `program` on `machine` (threads 0..vcpus-1 and the host thread `vcpus`). */
   constructor(
@@ -149,12 +157,17 @@ export class Scheduler {
    * Runs every op; `onComplete` sees each completion in order and returns false to stop.
    * Returns null, or a livelock (the step budget ran out) with the op that was running.
    */
-  run(onComplete: (c: Completion) => boolean): { detail: string; index: number } | null {
+  run(
+    onComplete: (c: Completion) => boolean,
+    onSettled: (index: number) => boolean = () => true,
+  ): { detail: string; index: number } | null {
     const kvm = this.#machine.kvm;
     this.#onComplete = onComplete;
+    this.#onSettled = onSettled;
     kvm.atomicStepHook = () => this.#preempt();
     kvm.mmuLockContendedHook = () => this.#contended();
-    kvm.retireHook = (r) => this.#retire(r);
+    kvm.retireHook = (r) => this.#retire(stepOf(r));
+    this.#machine.retireHook = (s) => this.#retire(s);
     try {
       for (;;) {
         const next = this.#pick();
@@ -169,6 +182,7 @@ export class Scheduler {
       kvm.atomicStepHook = null;
       kvm.mmuLockContendedHook = null;
       kvm.retireHook = null;
+      this.#machine.retireHook = null;
       kvm.current_thread = 0;
     }
   }
@@ -280,7 +294,13 @@ export class Scheduler {
     }
     if (step === null) return;
     q.shift();
-    if (this.#retired.delete(index)) return; // reported when it retired
+    if (this.#retired.delete(index)) {
+      // Reported when it retired; now that its thread is done, the state may be quiescent.
+      this.#started.delete(index);
+      const quiet = this.#started.size === 0 && this.#stack.length === 0;
+      if (quiet && !this.#onSettled(index)) throw new StopRun("stopped");
+      return;
+    }
     this.#complete(index, t, step);
   }
 
@@ -302,15 +322,12 @@ export class Scheduler {
   }
 
   /** The running op's result, decided early: it completes now (once). */
-  #retire(r: RetiredResult): void {
+  #retire(step: SutStep): void {
     const t = this.#stack[this.#stack.length - 1];
     if (t === undefined) return;
     const index = this.#queues[t]![0]!;
     if (this.#retired.has(index)) return;
     this.#retired.add(index);
-    const step: SutStep = r.kind === "ok"
-      ? { kind: "observation", observation: { kind: "ok", gpa: BigInt(r.gpa), value: null } }
-      : { kind: "observation", observation: { kind: "pf", errorCode: r.error_code, cr2: r.cr2 } };
     this.#complete(index, t, step);
   }
 }
