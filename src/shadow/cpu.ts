@@ -25,6 +25,7 @@ import type { HwTlbEntry } from "./hw_tlb.ts";
 import { vcpu_enter_guest } from "./x86.ts";
 import { kvm_mmu_page_fault } from "./exit.ts";
 import { x86_emulate_instruction } from "./emulate.ts";
+import { inject_page_fault_invalidate } from "./exceptions.ts";
 import {
   PFERR_FETCH_MASK,
   PFERR_PRESENT_MASK,
@@ -232,6 +233,7 @@ export function cpu_access(vcpu: KvmVcpu, access: GuestAccess): CpuResult {
   const kvm = vcpu.kvm;
   for (let exits = 0; exits < MAX_EXITS_PER_ACCESS; exits++) {
     vcpu_enter_guest(vcpu);
+    inject_page_fault_invalidate(vcpu); // when its mmu_lock was contended at the injection
     if (vcpu.exception) {
       const { error_code, address } = vcpu.exception;
       vcpu.exception = null;

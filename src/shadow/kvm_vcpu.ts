@@ -86,7 +86,7 @@ export class KvmVcpu {
   mmio_access = 0;
   mmio_gen = 0;
   /** A #PF queued for injection (`vcpu->arch.exception`): error code and CR2. */
-  exception: { error_code: number; address: bigint } | null = null;
+  exception: { error_code: number; address: bigint; invalidate: boolean } | null = null;
   /** `last_retry_addr` of `kvm_mmu_unprotect_gfn_and_retry` (no RIP in the model). */
   last_retry_addr = -1;
   /**
