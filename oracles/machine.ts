@@ -358,6 +358,11 @@ export class ReferenceMachine {
     }
   }
 
+  /** The last committed step (0 before the first). */
+  get committedSteps(): number {
+    return this.#step;
+  }
+
   /** Whether dirty logging is on for memslot `slot` now. */
   dirtyLogging(slot: number): boolean {
     return this.#dirty.has(slot);
@@ -371,9 +376,16 @@ export class ReferenceMachine {
   /**
    * MAY_A (spec §5.2): whether the processor may have set A in the entry at `addr` during a step
    * of `vcpu`, by a speculative walk: true for any present, valid entry reachable from the current
-   * root. Under `strictHardware` a rights-faulting access never sets A in its own leaf.
+   * root. Under `strictHardware` a rights-faulting access never sets A in its own leaf. With
+   * `atStep`, the tables are read as they were at that step (a walk that started then and has not
+   * finished may still set A in what it read).
    */
-  accessedMayBeSet(vcpu: number, addr: bigint, committed?: CommittedStep): boolean {
+  accessedMayBeSet(
+    vcpu: number,
+    addr: bigint,
+    committed?: CommittedStep,
+    atStep?: number,
+  ): boolean {
     const walk = committed?.outcome.walk;
     if (this.options.strictHardware && walk?.kind === "pf" && walk.reason === "rights") {
       if (walk.path[walk.path.length - 1]?.addr === addr) return false;
@@ -391,7 +403,11 @@ export class ReferenceMachine {
       for (let i = 0; i < count; i++) {
         const at = base + BigInt(i * bytes);
         const fromRegister = mode.kind === "pae" && depth === 0 && ctx.pdpteRegs !== null;
-        const value = fromRegister ? ctx.pdpteRegs![i]! : this.memory.read(at, bytes);
+        const value = fromRegister
+          ? ctx.pdpteRegs![i]!
+          : atStep === undefined
+          ? this.memory.read(at, bytes)
+          : this.memory.readAt(at, bytes, atStep);
         const meaning = interpretEntry(mode, level, value);
         if (!meaning.present || meaning.reservedSet !== 0n) continue;
         if (at === addr && !fromRegister) return true;

@@ -153,7 +153,8 @@ const A_HIGH = 1n << 37n;
  * the oracle's committed writes and the SUT's recorded guest writes (`written`). With
  * `adoptOnly` (a concurrent case with ops in flight) only the A bits are adopted, and the D
  * bits an op in flight may have set (`inFlightD`: 8-byte-aligned gpa → bits), so what the next
- * op reads from memory includes them; nothing is reported.
+ * op reads from memory includes them; nothing is reported. An A bit may also be one a walk in
+ * flight since one of `pastSteps` set in a table it read then (the walk is not atomic).
  */
 function compareMemory(
   m: ReferenceMachine,
@@ -165,6 +166,7 @@ function compareMemory(
   written: ReadonlySet<bigint>,
   adoptOnly = false,
   inFlightD: ReadonlyMap<bigint, bigint> = new Map(),
+  pastSteps: readonly number[] = [],
 ): { gpa: bigint; oracle: bigint; sut: bigint } | null {
   const gfns = new Set<bigint>(written);
   if (full) {
@@ -186,6 +188,7 @@ function compareMemory(
           const entry = bit === A_LOW ? gpa : gpa + 4n;
           for (let v = 0; v < vcpus; v++) {
             if (m.accessedMayBeSet(v, entry, committed)) return true;
+            if (pastSteps.some((t) => m.accessedMayBeSet(v, entry, committed, t))) return true;
           }
           return false;
         });
@@ -368,7 +371,26 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
     const scope: CheckScope = { memory: true, audit: true, dirtyLog: null, inFlight: [] };
     c.program.every((op, i) => check(i, sut.step(op), scope) !== null);
   } else {
-    schedule = runConcurrent(c, oracle, sut, check, settle, options.decider ?? null);
+    // KVM's walker set A/D in a gpte for an op in flight: the oracle sees them now, so a
+    // translation an op caches from that gpte is allowed even if the gpte changes before the
+    // op completes.
+    const startedAt = new Map<number, number>();
+    const publish = (gpa: number, inFlight: readonly number[]) => {
+      const page = new Set([BigInt(Math.floor(gpa / 4096))]);
+      const d = inFlightDirty(oracle, c, inFlight);
+      const past = [...new Set(inFlight.map((i) => startedAt.get(i) ?? 0))];
+      compareMemory(oracle, sut, c.vcpus, lastCommitted, [], false, page, true, d, past);
+    };
+    const start = (index: number) => startedAt.set(index, oracle.committedSteps);
+    schedule = runConcurrent(
+      c,
+      oracle,
+      sut,
+      check,
+      settle,
+      { publish, start },
+      options.decider ?? null,
+    );
   }
   return { verdict: verdict ?? { status: "pass" }, steps, sut, schedule };
 }
@@ -384,6 +406,10 @@ function runConcurrent(
   sut: ShadowMachine,
   check: (index: number, got: SutStep, scope: CheckScope) => CommittedStep | null,
   settle: (index: number, full: boolean) => boolean,
+  hooks: {
+    publish: (gpa: number, inFlight: readonly number[]) => void;
+    start: (index: number) => void;
+  },
   decider: Decider | null,
 ): readonly number[] {
   const scheduler = new Scheduler(sut, c.program, c.vcpus, c.schedule ?? [], decider);
@@ -407,7 +433,7 @@ function runConcurrent(
     // An op that retired early (its thread was still in KVM): checked once its thread is done.
     if (index !== last) return true;
     return settle(index, false) || !(failed = true);
-  });
+  }, hooks);
   if (livelock !== null) {
     const failure: SutStep = { kind: "failure", reason: "livelock", detail: livelock.detail };
     check(livelock.index, failure, { memory: false, audit: false, dirtyLog: null, inFlight: [] });

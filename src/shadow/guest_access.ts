@@ -14,11 +14,15 @@ export function walkerGuestAccess(kvm: Kvm): WalkerGuestAccess {
   return {
     memslot: (gfn) => kvm.gfn_to_memslot(gfn),
     read: (gpa, bytes) => kvm.readGuestPhys(gpa, bytes),
+    // Atomic step "walk_addr_generic:cmpxchg_gpte": the guest may change the gpte first. A
+    // successful update is published at once (see Kvm.publish).
     cmpxchg: (gpa, bytes, old, val) => {
+      kvm.atomicStep("walk_addr_generic:cmpxchg_gpte", gpa);
       const slot = kvm.gfn_to_memslot(Math.floor(gpa / 4096));
       if (!slot || slot.readOnly) return "fault";
       if (kvm.readGuestPhys(gpa, bytes) !== old) return "changed";
       kvm.writeGuestPhys(gpa, bytes, val);
+      kvm.publish(gpa);
       return "ok";
     },
     markPageDirty: (gfn) => kvm.mark_page_dirty(gfn),

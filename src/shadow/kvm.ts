@@ -106,6 +106,18 @@ export class Kvm {
    */
   retireHook: ((r: RetiredResult) => void) | null = null;
 
+  /**
+   * Set by the scheduler of a concurrent case: called after KVM's guest walker set A/D bits in
+   * a gpte, a guest-visible write of an op that has not completed yet, which a later op may see
+   * (or overwrite) before this one completes.
+   */
+  publishHook: ((gpa: number) => void) | null = null;
+
+  /** Reports a guest-visible write at `gpa` by the running op (see {@link publishHook}). */
+  publish(gpa: number): void {
+    this.publishHook?.(gpa);
+  }
+
   /** Reports the running op's result early (see {@link retireHook}). */
   retire(r: RetiredResult): void {
     this.retireHook?.(r);

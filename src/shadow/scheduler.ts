@@ -125,6 +125,7 @@ export class Scheduler {
   #clock = 0;
   #onComplete: (c: Completion) => boolean = () => true;
   #onSettled: (index: number) => boolean = () => true;
+  #onStart: (index: number) => void = () => {};
 
   /** A scheduler for `program` on `machine` (threads 0..vcpus-1 and the host thread `vcpus`). */
   constructor(
@@ -160,6 +161,12 @@ export class Scheduler {
   run(
     onComplete: (c: Completion) => boolean,
     onSettled: (index: number) => boolean = () => true,
+    hooks: {
+      /** A guest-visible write of an op in flight (`Kvm.publish`). */
+      publish?: (gpa: number, inFlight: readonly number[]) => void;
+      /** An op starts (the first time: not on a retry). */
+      start?: (index: number) => void;
+    } = {},
   ): { detail: string; index: number } | null {
     const kvm = this.#machine.kvm;
     this.#onComplete = onComplete;
@@ -167,6 +174,8 @@ export class Scheduler {
     kvm.atomicStepHook = () => this.#preempt();
     kvm.mmuLockContendedHook = () => this.#contended();
     kvm.retireHook = (r) => this.#retire(stepOf(r));
+    kvm.publishHook = (gpa) => hooks.publish?.(gpa, [...this.#started.keys()]);
+    this.#onStart = hooks.start ?? (() => {});
     this.#machine.retireHook = (s) => this.#retire(s);
     try {
       for (;;) {
@@ -182,6 +191,7 @@ export class Scheduler {
       kvm.atomicStepHook = null;
       kvm.mmuLockContendedHook = null;
       kvm.retireHook = null;
+      kvm.publishHook = null;
       this.#machine.retireHook = null;
       kvm.current_thread = 0;
     }
@@ -279,6 +289,7 @@ export class Scheduler {
     const index = q[0]!;
     if (!this.#started.has(index) && !this.#retired.has(index)) {
       this.#started.set(index, this.#clock);
+      this.#onStart(index);
     }
     this.#stack.push(t);
     kvm.current_thread = t;
