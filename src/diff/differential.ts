@@ -73,6 +73,8 @@ export type DiffVerdict =
 
 /** One step of a differential run. */
 export interface DiffStep {
+  /** The op's index in the program (steps are in completion order in a concurrent case). */
+  readonly index: number;
   readonly choices: StepChoices;
   readonly sut: SutStep;
   /** The oracle's commit of the SUT's outcome (null when the step diverged). */
@@ -278,11 +280,14 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
   const settle = (index: number, full: boolean): boolean => {
     const op = c.program[index]!;
     const step = steps[steps.length - 1]!;
-    const fail = (kind: DivergenceKind, detail: string, expected: string[], got: string) => {
-      verdict = {
-        status: "divergence",
-        divergence: { step: index + 1, kind, expected, got, detail },
-      };
+    const fail = (
+      kind: DivergenceKind,
+      detail: string,
+      expected: string[],
+      got: string,
+      at = index,
+    ) => {
+      verdict = { status: "divergence", divergence: { step: at + 1, kind, expected, got, detail } };
       return false;
     };
     for (const gfn of sut.kvm.ram.takeWritten()) written.add(BigInt(gfn));
@@ -290,8 +295,14 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
     const bad = compareMemory(oracle, sut, c.vcpus, lastCommitted, adopted, full, written);
     written.clear();
     if (bad) {
-      const detail = `${describe(op)}: guest memory at ${hex(bad.gpa)} differs`;
-      return fail("memory", detail, [hex(bad.oracle)], hex(bad.sut));
+      // Compared late (a concurrent case with ops in flight): the op whose committed write the
+      // SUT lacks is the one to blame, not the last one.
+      const writer = steps.findLast((s) =>
+        s.committed?.outcome.writes.some((w) => (w.addr & ~7n) === bad.gpa)
+      );
+      const at = writer && c.schedule !== undefined ? writer.index : index;
+      const detail = `${describe(c.program[at]!)}: guest memory at ${hex(bad.gpa)} differs`;
+      return fail("memory", detail, [hex(bad.oracle)], hex(bad.sut), at);
     }
     const findings = options.audit?.(sut.kvm) ?? [];
     if (findings.length === 0) return true;
@@ -333,7 +344,7 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
       return null;
     };
     if (got.kind === "failure") {
-      steps.push({ choices, sut: got, committed: null, adoptedA: [], mechanisms });
+      steps.push({ index, choices, sut: got, committed: null, adoptedA: [], mechanisms });
       if (got.reason === "emulation_failure") {
         verdict = { status: "unsupported", step: index + 1, reason: got.detail };
         return null;
@@ -344,7 +355,7 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
       matches(o.observation, got.observation, scope.dirtyLog !== null) ? [i] : []
     );
     if (candidates.length === 0) {
-      steps.push({ choices, sut: got, committed: null, adoptedA: [], mechanisms });
+      steps.push({ index, choices, sut: got, committed: null, adoptedA: [], mechanisms });
       return diverge("observation", `${describe(op)}: the SUT's result is not allowed`);
     }
     // The allowed outcome whose A/D writes the SUT made: of those whose writes are all visible,
@@ -359,7 +370,7 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
     const committed = oracle.commit(choices, chosen);
     lastCommitted = committed;
     for (const w of committed.outcome.writes) written.add(w.addr >> 12n);
-    steps.push({ choices, sut: got, committed, adoptedA: [], mechanisms });
+    steps.push({ index, choices, sut: got, committed, adoptedA: [], mechanisms });
     const missing = scope.dirtyLog?.(got.observation) ?? null;
     if (missing !== null) return diverge("observation", `${describe(op)}: ${missing}`);
     if (scope.memory && !settle(index, steps.length === c.program.length)) return null;

@@ -620,6 +620,18 @@ function failureDiff(s: DiffStep): string {
 }
 
 /**
+ * The index in `r.steps` of the diverging op: the last step, unless a concurrent case's late
+ * memory comparison blamed an earlier op.
+ */
+function divergingStep(r: DiffResult): number {
+  const v = r.verdict;
+  const last = r.steps.length - 1;
+  if (v.status !== "divergence") return last;
+  const at = r.steps.findLastIndex((s) => s.index === v.divergence.step - 1);
+  return at < 0 ? last : at;
+}
+
+/**
  * The signature of a diverging run (null unless it diverged): `<kind>:<mode>:<op>:<what
  * differs>|mech=<mechanisms>@<path>`, see the module doc. Cheap: reads only the run's steps
  * (counters, oracle outcomes), not the SUT's tables or event log, so a fuzzer can dedup with it.
@@ -627,7 +639,7 @@ function failureDiff(s: DiffStep): string {
 export function divergenceSignature(c: Case, r: DiffResult): string | null {
   const v = r.verdict;
   if (v.status !== "divergence" || r.steps.length === 0) return null;
-  const d = r.steps.length - 1;
+  const d = divergingStep(r);
   const s = r.steps[d]!;
   const dv = v.divergence;
   const mode = modeAt(c, r.steps, d, vcpuOf(s.choices.op));
@@ -965,7 +977,7 @@ export function explainDivergence(c: Case, r: DiffResult): DivergenceExplanation
   const v = r.verdict;
   const signature = divergenceSignature(c, r);
   if (v.status !== "divergence" || signature === null) return null;
-  const d = r.steps.length - 1;
+  const d = divergingStep(r);
   const s = r.steps[d]!;
   const op = s.choices.op;
   const vcpu = vcpuOf(op);
