@@ -683,7 +683,14 @@ export function divergenceSignature(c: Case, r: DiffResult): string | null {
   const mixedInvariant = dv.kind === "invariant" && /I-[89]m/.test(differs);
   const mixedLeaf = dv.kind === "observation" && la !== null && r.sut !== null &&
     leafNxFromOtherMode(r.sut.kvm, observer, la);
-  const modes = (mixedInvariant || mixedLeaf) && r.sut && vcpuModesDiffer(r.sut.kvm)
+  // A concurrent case audits only when nothing is in flight, maybe well after a control write
+  // changed a vCPU's mode: the modes were mixed in between.
+  const modeChanged = mixedInvariant && c.schedule !== undefined &&
+    r.steps.slice(0, d + 1).some((st) =>
+      MODE_WRITES.has(st.choices.op.op) && st.committed?.outcome.control
+    );
+  const modes = (mixedInvariant || mixedLeaf) && r.sut &&
+      (vcpuModesDiffer(r.sut.kvm) || modeChanged)
     ? "|modes=mixed"
     : "";
   return `${dv.kind}:${mode}:${s.choices.op.op}:${differs}|${
@@ -701,6 +708,9 @@ function leafNxFromOtherMode(kvm: Kvm, vcpuIndex: number, la: bigint): boolean {
   if (last === null || last === "noroot") return false;
   return is_shadow_present_pte(last.spte) && (last.spte >> 63n) === 1n;
 }
+
+/** The control writes that can change what a gpte means (EFER.NX, CR4.PSE/PAE, CR0.PG). */
+const MODE_WRITES: ReadonlySet<string> = new Set(["writeEfer", "writeCr4", "writeCr0"]);
 
 /**
  * True when the paging vCPUs disagree on a guest mode bit that shadow-page roles do not record

@@ -30,7 +30,8 @@ export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
     explanation: "Guest EFER.NX and CR4.PSE are not part of kvm_mmu_page_role, so after the " +
       "guest changes them KVM reuses shadow pages built under the old meaning of the gptes " +
       "(XD bits, PS in 32-bit PDEs); the audit flags those SPTEs (I-8m/I-9m) at the control write " +
-      "(or, with vCPUs in different modes, at any step: modes=mixed), " +
+      "(or, with vCPUs in different modes, at any step: modes=mixed; in a concurrent case, " +
+      "whose audit waits until no op is in flight, also at any step after such a write), " +
       "and a vCPU with EFER.NXE=0 (CR4.PSE=0) uses SPTEs another vCPU built with NXE=1 (PSE=1): " +
       "no reserved-bit #PF for XD, a 4 MiB mapping for a PDE that points at a page table",
     reference: "kvm-shadow-mmu.md §4 items 1 and 2",
