@@ -108,6 +108,8 @@ export class ReferenceMachine {
   #step = 0;
   /** Slots with dirty logging on, and the gfns written since the last get-and-clear. */
   #dirty = new Map<number, Set<bigint>>();
+  /** {@link reachableEntries} by vCPU and step ("now": since the last commit). */
+  readonly #reach = new Map<string, Set<bigint>>();
 
   /**
    * Builds the machine in the case's initial state.
@@ -297,6 +299,7 @@ export class ReferenceMachine {
       throw new RangeError(`Cannot commit outcome ${index}: step has ${choices.outcomes.length}`);
     }
     const n = choices.step;
+    for (const key of [...this.#reach.keys()]) if (key.endsWith("@now")) this.#reach.delete(key);
     this.memory.beginStep(n);
     const fates = outcome.writes.map((w) => this.#write(w));
     if (choices.vcpu !== null) {
@@ -390,14 +393,31 @@ export class ReferenceMachine {
     if (this.options.strictHardware && walk?.kind === "pf" && walk.reason === "rights") {
       if (walk.path[walk.path.length - 1]?.addr === addr) return false;
     }
+    return this.reachableEntries(vcpu, atStep).has(addr);
+  }
+
+  /**
+   * The addresses of every present, valid paging entry reachable from `vcpu`'s current root
+   * (read from memory as it is, or as it was at step `atStep`): where a speculative walk may set
+   * A ({@link accessedMayBeSet}). PAE PDPTE registers are not in memory and are left out.
+   */
+  reachableEntries(vcpu: number, atStep?: number): Set<bigint> {
+    // The current tables' entries are cached until the next commit (what is written between
+    // commits, A/D bits a caller adopts, does not change which entries are present); a past
+    // step's for good. The control state is the current one either way.
+    const key = `${vcpu}@${atStep ?? "now"}`;
+    const cached = this.#reach.get(key);
+    if (cached) return cached;
+    const out = new Set<bigint>();
+    this.#reach.set(key, out);
     const ctx = walkContextOf(this.cpu, this.#vcpu(vcpu).ctl, this.options.pdpteSource);
     const mode = ctx.mode;
-    if (mode.kind === "disabled") return false;
+    if (mode.kind === "disabled") return out;
     const bytes = mode.entryBytes;
     const seen = new Set<bigint>();
-    const visit = (depth: number, base: bigint): boolean => {
+    const visit = (depth: number, base: bigint): void => {
       const level = mode.levels[depth]!;
-      if (seen.has(base + BigInt(depth))) return false;
+      if (seen.has(base + BigInt(depth))) return;
       seen.add(base + BigInt(depth));
       const count = 1 << level.indexBits;
       for (let i = 0; i < count; i++) {
@@ -410,11 +430,11 @@ export class ReferenceMachine {
           : this.memory.readAt(at, bytes, atStep);
         const meaning = interpretEntry(mode, level, value);
         if (!meaning.present || meaning.reservedSet !== 0n) continue;
-        if (at === addr && !fromRegister) return true;
-        if (!meaning.leaf && visit(depth + 1, meaning.base)) return true;
+        if (!fromRegister) out.add(at);
+        if (!meaning.leaf) visit(depth + 1, meaning.base);
       }
-      return false;
     };
-    return visit(0, ctx.root);
+    visit(0, ctx.root);
+    return out;
   }
 }

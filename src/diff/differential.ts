@@ -147,6 +147,9 @@ function changedBits(m: ReferenceMachine, outcome: StepChoices["outcomes"][numbe
 /** Bits that may differ between the two memories: A of an 8-byte or of either 4-byte entry. */
 const A_LOW = 1n << 5n;
 const A_HIGH = 1n << 37n;
+/** D of an 8-byte or of either 4-byte entry. */
+const D_LOW = 1n << 6n;
+const D_HIGH = 1n << 38n;
 
 /**
  * Compares guest memory; adopts speculative A bits into the oracle. Returns the first word that
@@ -155,8 +158,7 @@ const A_HIGH = 1n << 37n;
  * the oracle's committed writes and the SUT's recorded guest writes (`written`). With
  * `adoptOnly` (a concurrent case with ops in flight) only the A bits are adopted, and the D
  * bits an op in flight may have set (`inFlightD`: 8-byte-aligned gpa → bits), so what the next
- * op reads from memory includes them; nothing is reported. An A bit may also be one a walk in
- * flight since one of `pastSteps` set in a table it read then (the walk is not atomic).
+ * op reads from memory includes them; nothing is reported.
  */
 function compareMemory(
   m: ReferenceMachine,
@@ -167,8 +169,7 @@ function compareMemory(
   full: boolean,
   written: ReadonlySet<bigint>,
   adoptOnly = false,
-  inFlightD: ReadonlyMap<bigint, bigint> = new Map(),
-  pastSteps: readonly number[] = [],
+  inFlightD: () => ReadonlyMap<bigint, bigint> = () => new Map(),
 ): { gpa: bigint; oracle: bigint; sut: bigint } | null {
   const gfns = new Set<bigint>(written);
   if (full) {
@@ -183,24 +184,44 @@ function compareMemory(
       const s = sutPage?.[i] ?? 0n;
       if (o === s) continue;
       const gpa = gfn * 4096n + BigInt(i * 8);
-      const added = s & ~o & ~(inFlightD.get(gpa) ?? 0n);
-      const mayA = (s & ~o) === (s ^ o) && (added & ~(A_LOW | A_HIGH)) === 0n &&
-        [A_LOW, A_HIGH].every((bit) => {
-          if ((added & bit) === 0n) return true;
-          const entry = bit === A_LOW ? gpa : gpa + 4n;
-          for (let v = 0; v < vcpus; v++) {
-            if (m.accessedMayBeSet(v, entry, committed)) return true;
-            if (pastSteps.some((t) => m.accessedMayBeSet(v, entry, committed, t))) return true;
-          }
-          return false;
-        });
-      if (!mayA && adoptOnly) continue;
-      if (!mayA) return { gpa, oracle: o, sut: s };
+      const dirty = (s & ~o & (D_LOW | D_HIGH)) === 0n ? 0n : inFlightD().get(gpa) ?? 0n;
+      const ok = adoptable(m, vcpus, committed, gpa, o, s, dirty, []);
+      if (!ok && adoptOnly) continue;
+      if (!ok) return { gpa, oracle: o, sut: s };
       m.memory.write(gpa, 8, s);
       adopted.push(`${hex(gpa)}: ${hex(o)} -> ${hex(s)}`);
     }
   }
   return null;
+}
+
+/**
+ * Whether the SUT's word `s` at `gpa` differs from the oracle's `o` only by bits the oracle can
+ * adopt: A bits of entries a walk may have set (MAY_A, spec §5.2; also in the tables as they were
+ * at one of `pastSteps`, read by a walk in flight since, which is not atomic), and the D bits
+ * `dirty` that a store in flight may have set.
+ */
+function adoptable(
+  m: ReferenceMachine,
+  vcpus: number,
+  committed: CommittedStep | undefined,
+  gpa: bigint,
+  o: bigint,
+  s: bigint,
+  dirty: bigint,
+  pastSteps: readonly number[],
+): boolean {
+  const added = s & ~o & ~dirty;
+  if ((s & ~o) !== (s ^ o) || (added & ~(A_LOW | A_HIGH)) !== 0n) return false;
+  return [A_LOW, A_HIGH].every((bit) => {
+    if ((added & bit) === 0n) return true;
+    const entry = bit === A_LOW ? gpa : gpa + 4n;
+    for (let v = 0; v < vcpus; v++) {
+      if (m.accessedMayBeSet(v, entry, committed)) return true;
+      if (pastSteps.some((t) => m.accessedMayBeSet(v, entry, committed, t))) return true;
+    }
+    return false;
+  });
 }
 
 /** What one completed op is checked for (see {@link runDifferential}). */
@@ -269,6 +290,39 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
   }
   const steps: DiffStep[] = [];
   const written = new Set<bigint>();
+  /** Pages the SUT wrote since the last adoption pass (a concurrent case's ops in flight). */
+  const unadopted = new Set<bigint>();
+  /**
+   * gpte updates KVM's walker made for ops in flight, not yet seen by the oracle, with the
+   * oracle steps their walks started at. One a later op overwrote is adopted, as it was, before
+   * that op is checked (so a translation cached from it stays allowed); the others after the
+   * next commit, which usually makes them itself (the op that walked completing).
+   */
+  const published: { word: bigint; value: bigint; past: number[]; inFlight: number[] }[] = [];
+  /** Adopts the published words that `overwritten` selects (see {@link published}). */
+  const adoptPublished = (overwritten: boolean) => {
+    const rest: typeof published = [];
+    for (const p of published.splice(0)) {
+      if ((sut.readGuestWord(p.word) !== p.value) !== overwritten) {
+        rest.push(p);
+        continue;
+      }
+      const o = oracle.memory.read(p.word, 8);
+      if (o === p.value) continue;
+      const dirty = memo(() => inFlightDirty(oracle, c, p.inFlight).get(p.word) ?? 0n);
+      const d = (p.value & ~o & (D_LOW | D_HIGH)) === 0n ? 0n : dirty();
+      if (adoptable(oracle, c.vcpus, lastCommitted, p.word, o, p.value, d, p.past)) {
+        oracle.memory.write(p.word, 8, p.value);
+      }
+    }
+    published.push(...rest);
+  };
+  const takeSutWrites = () => {
+    for (const gfn of sut.kvm.ram.takeWritten()) {
+      written.add(BigInt(gfn));
+      unadopted.add(BigInt(gfn));
+    }
+  };
   let verdict: DiffVerdict | null = null;
   let before = { ...sut.kvm.stats.counters };
   let lastCommitted: CommittedStep | undefined;
@@ -290,7 +344,8 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
       verdict = { status: "divergence", divergence: { step: at + 1, kind, expected, got, detail } };
       return false;
     };
-    for (const gfn of sut.kvm.ram.takeWritten()) written.add(BigInt(gfn));
+    takeSutWrites();
+    unadopted.clear();
     const adopted = step.adoptedA as string[];
     const bad = compareMemory(oracle, sut, c.vcpus, lastCommitted, adopted, full, written);
     written.clear();
@@ -317,12 +372,14 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
   /** Checks op `index`'s SUT result: its commit, or null (with `verdict` set) on a divergence. */
   const check = (index: number, got: SutStep, scope: CheckScope): CommittedStep | null => {
     const op = c.program[index]!;
-    for (const gfn of sut.kvm.ram.takeWritten()) written.add(BigInt(gfn));
+    takeSutWrites();
+    adoptPublished(true);
     // Ops still in flight may have set A bits the oracle has not seen (their walks, or
     // speculative ones): adopt them first, so this op's reads of page tables see them too.
     if (!scope.memory) {
-      const d = inFlightDirty(oracle, c, scope.inFlight);
-      compareMemory(oracle, sut, c.vcpus, lastCommitted, [], false, written, true, d);
+      const d = memo(() => inFlightDirty(oracle, c, scope.inFlight));
+      compareMemory(oracle, sut, c.vcpus, lastCommitted, [], false, unadopted, true, d);
+      unadopted.clear();
     }
     const choices = oracle.allowed(op);
     const mechanisms: Partial<Record<Counter, number>> = {};
@@ -369,6 +426,7 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
     );
     const committed = oracle.commit(choices, chosen);
     lastCommitted = committed;
+    adoptPublished(false);
     for (const w of committed.outcome.writes) written.add(w.addr >> 12n);
     steps.push({ index, choices, sut: got, committed, adoptedA: [], mechanisms });
     const missing = scope.dirtyLog?.(got.observation) ?? null;
@@ -387,10 +445,9 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
     // op completes.
     const startedAt = new Map<number, number>();
     const publish = (gpa: number, inFlight: readonly number[]) => {
-      const page = new Set([BigInt(Math.floor(gpa / 4096))]);
-      const d = inFlightDirty(oracle, c, inFlight);
+      const word = BigInt(gpa) & ~7n;
       const past = [...new Set(inFlight.map((i) => startedAt.get(i) ?? 0))];
-      compareMemory(oracle, sut, c.vcpus, lastCommitted, [], false, page, true, d, past);
+      published.push({ word, value: sut.readGuestWord(word), past, inFlight: [...inFlight] });
     };
     const start = (index: number) => startedAt.set(index, oracle.committedSteps);
     schedule = runConcurrent(
@@ -452,6 +509,12 @@ function runConcurrent(
     settle(last, true);
   }
   return scheduler.recorded;
+}
+
+/** `f`, computed at the first call only. */
+function memo<T>(f: () => T): () => T {
+  let value: { v: T } | null = null;
+  return () => (value ??= { v: f() }).v;
 }
 
 /** A one-line description of an op for divergence details. */
