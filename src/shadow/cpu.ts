@@ -245,6 +245,7 @@ export function cpu_access(vcpu: KvmVcpu, access: GuestAccess): CpuResult {
       t = hw_translate(vcpu, laPage, access.kind, access.cpl);
     } finally {
       vcpu.in_guest_mode = false;
+      vcpu.kvm.free_shadow_pages();
     }
     if (t === null) continue;
     if (t.ok) {

@@ -67,29 +67,33 @@ import {
  * READING_SHADOW_PAGE_TABLES` with IRQs off). A zap that frees shadow pages must not complete
  * while a vCPU is here: KVM's remote TLB flush IPI waits for it.
  */
-const readingShadowPageTables = new WeakSet<KvmVcpu>();
-
 /**
- * Atomic step "lockless begin": `walk_shadow_page_lockless_begin` (IRQs off, `vcpu->mode =
- * READING_SHADOW_PAGE_TABLES`, full barrier).
+ * `walk_shadow_page_lockless_begin` (IRQs off, `vcpu->mode = READING_SHADOW_PAGE_TABLES`, full
+ * barrier): until the end, no shadow page is freed (`Kvm.free_shadow_pages` waits, as KVM's
+ * remote flush waits for the vCPU's IPI).
  */
 export function walk_shadow_page_lockless_begin(vcpu: KvmVcpu): void {
-  if (readingShadowPageTables.has(vcpu)) {
+  if (vcpu.reading_shadow_page_tables) {
     throw new Error(`vcpu ${vcpu.vcpu_id}: nested walk_shadow_page_lockless_begin`);
   }
-  readingShadowPageTables.add(vcpu);
+  vcpu.reading_shadow_page_tables = true;
 }
 
-/** Atomic step "lockless end": `walk_shadow_page_lockless_end` (`vcpu->mode = OUTSIDE_GUEST_MODE`). */
+/**
+ * `walk_shadow_page_lockless_end` (`vcpu->mode = OUTSIDE_GUEST_MODE`): shadow pages whose free
+ * waited for this walk go now.
+ */
 export function walk_shadow_page_lockless_end(vcpu: KvmVcpu): void {
-  if (!readingShadowPageTables.delete(vcpu)) {
+  if (!vcpu.reading_shadow_page_tables) {
     throw new Error(`vcpu ${vcpu.vcpu_id}: walk_shadow_page_lockless_end without begin`);
   }
+  vcpu.reading_shadow_page_tables = false;
+  vcpu.kvm.free_shadow_pages();
 }
 
 /** True while `vcpu` is between `walk_shadow_page_lockless_begin` and `_end`. */
 export function is_reading_shadow_page_tables(vcpu: KvmVcpu): boolean {
-  return readingShadowPageTables.has(vcpu);
+  return vcpu.reading_shadow_page_tables;
 }
 
 /** One entry visited by {@link for_each_shadow_entry_lockless}. */

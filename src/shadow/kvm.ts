@@ -91,14 +91,6 @@ export class Kvm {
   /** The thread running now: set by the scheduler of a concurrent case (0 otherwise). */
   current_thread = 0;
   /**
-   * Set by the scheduler of a concurrent case: true while a thread that the running one
-   * preempted holds `mmu_lock`, or is in guest mode or a lockless walk (which a remote flush
-   * under the lock would wait for). The running thread cannot spin on the lock, since the one it
-   * preempted only resumes when it is done: {@link write_lock} throws {@link MmuLockContended}
-   * and the operation is retried from its start, as after `RET_PF_RETRY`.
-   */
-  mmuLockContendedHook: (() => boolean) | null = null;
-  /**
    * Set by the scheduler of a concurrent case: called when the running op's guest-visible
    * result is decided before KVM is done with it (an emulated store's write, which KVM follows
    * with the page-track zap under `mmu_lock`; a #PF queued by KVM's walker, delivered at the
@@ -123,6 +115,24 @@ export class Kvm {
     this.retireHook?.(r);
   }
 
+  /** Host pfns of zapped shadow pages not freed yet (see {@link free_shadow_pages}). */
+  readonly free_pending: number[] = [];
+
+  /**
+   * Frees the zapped shadow pages (their host pages are poisoned), unless a vCPU is walking the
+   * shadow tables, in guest mode or in a lockless walk: KVM frees only after the remote flush,
+   * whose IPI waits for such vCPUs, so a walk never reads a freed table. They call this when
+   * they are done.
+   */
+  free_shadow_pages(): void {
+    if (this.free_pending.length === 0) return;
+    if (this.vcpus.some((v) => v.in_guest_mode || v.reading_shadow_page_tables)) return;
+    for (const pfn of this.free_pending.splice(0)) {
+      this.spOfPfn.delete(pfn);
+      this.host.poison(pfn);
+    }
+  }
+
   /** A remote flush owed when `mmu_lock` is dropped (injected bug `flush_after_mmu_unlock`). */
   flush_after_unlock = false;
 
@@ -144,9 +154,14 @@ export class Kvm {
     return this.mmu_lock_owner !== null;
   }
 
-  /** True when the running thread could not take `mmu_lock` now (see {@link write_lock}). */
+  /**
+   * True when the running thread could not take `mmu_lock` now: a thread it preempted holds it.
+   * The running thread cannot spin, since the one it preempted only resumes when it is done:
+   * {@link write_lock} throws {@link MmuLockContended} and the operation is retried from its
+   * start, as after `RET_PF_RETRY` (concurrent cases only).
+   */
   mmu_lock_contended(): boolean {
-    return this.mmu_lock_owner !== null || (this.mmuLockContendedHook?.() ?? false);
+    return this.mmu_lock_owner !== null;
   }
 
   /**

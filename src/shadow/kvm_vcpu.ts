@@ -90,11 +90,13 @@ export class KvmVcpu {
   /** `last_retry_addr` of `kvm_mmu_unprotect_gfn_and_retry` (no RIP in the model). */
   last_retry_addr = -1;
   /**
-   * `vcpu->mode` as far as the scheduler cares: IN_GUEST_MODE while the simulated CPU runs one
-   * access (a remote flush would wait for it to exit). READING_SHADOW_PAGE_TABLES is kept by
-   * `walk_shadow_page_lockless_begin/end`.
+   * `vcpu->mode == IN_GUEST_MODE`: the simulated CPU is running one access (walking the shadow
+   * tables). A shadow page is not freed meanwhile (KVM's remote flush waits for the vCPU to
+   * exit before the free).
    */
   in_guest_mode = false;
+  /** `vcpu->mode == READING_SHADOW_PAGE_TABLES` (a lockless shadow walk). */
+  reading_shadow_page_tables = false;
 
   /** Builds a vCPU with the given control state; `kvm_init_mmu` fills `mmu`. */
   constructor(kvm: Kvm, vcpu_id: number, arch: VcpuArch) {

@@ -580,9 +580,9 @@ export function kvm_mmu_commit_zap_page(kvm: Kvm, invalid_list: KvmMmuPage[]): v
     const list = kvm.mmu_page_hash.get(bucket)?.filter((p) => p !== sp) ?? [];
     if (list.length === 0) kvm.mmu_page_hash.delete(bucket);
     else kvm.mmu_page_hash.set(bucket, list);
-    kvm.spOfPfn.delete(sp.pfn);
-    kvm.host.poison(sp.pfn);
+    kvm.free_pending.push(sp.pfn);
   }
+  kvm.free_shadow_pages();
 }
 
 /** Frees a zapped root whose last user dropped it (`kvm_mmu_free_roots` → commit). */

@@ -13,11 +13,12 @@
  *   once that op completed, or gave up on `mmu_lock` (below);
  * - a thread that is already mid-op below, or has nothing left: it is blocked, the entry is
  *   skipped.
- * A thread that must take `mmu_lock` while a thread it preempted holds it (or is in guest mode
- * or a lockless walk, which the lock holder's remote flush would wait for) cannot spin: a guest
+ * A thread that must take `mmu_lock` while a thread it preempted holds it cannot spin: a guest
  * access is abandoned there and retried later from its start, as KVM's `RET_PF_RETRY` re-runs
  * the instruction (nothing guest-visible happened before its first `mmu_lock`); any other op
- * is blocked from starting while that holds. When no op is running, the entry picks the next op
+ * is blocked from starting while that holds. A thread in guest mode or in a lockless walk may
+ * be preempted by one that zaps: the shadow pages zapped are freed when no vCPU is walking
+ * (`Kvm.free_shadow_pages`), as KVM's remote flush waits for such vCPUs before the free. When no op is running, the entry picks the next op
  * to start; once the schedule is used up, the running thread goes on at every step and the op
  * first in program order starts next, so an empty schedule runs the program sequentially.
  *
@@ -31,7 +32,6 @@ import type { Op } from "../model/op.ts";
 import { type RetiredResult, SchedulerInterrupt } from "./kvm.ts";
 import type { ShadowMachine, SutStep } from "./machine.ts";
 import { MmuLockContended } from "./kvm.ts";
-import { is_reading_shadow_page_tables } from "./direct_mmu.ts";
 
 /** Scheduling decisions (atomic steps plus entries consumed) a case may take: a livelock. */
 export const MAX_SCHEDULER_STEPS = 200_000;
@@ -172,7 +172,6 @@ export class Scheduler {
     this.#onComplete = onComplete;
     this.#onSettled = onSettled;
     kvm.atomicStepHook = () => this.#preempt();
-    kvm.mmuLockContendedHook = () => this.#contended();
     kvm.retireHook = (r) => this.#retire(stepOf(r));
     kvm.publishHook = (gpa) => hooks.publish?.(gpa, [...this.#started.keys()]);
     this.#onStart = hooks.start ?? (() => {});
@@ -189,7 +188,6 @@ export class Scheduler {
       throw e;
     } finally {
       kvm.atomicStepHook = null;
-      kvm.mmuLockContendedHook = null;
       kvm.retireHook = null;
       kvm.publishHook = null;
       this.#machine.retireHook = null;
@@ -269,18 +267,7 @@ export class Scheduler {
     const q = this.#queues[t];
     if (!q || q.length === 0 || this.#stack.includes(t)) return false;
     if (this.#stack.length === 0 || retryable(this.#program[q[0]!]!)) return true;
-    return !this.#machine.kvm.mmu_lock_held && !this.#contended(this.#stack);
-  }
-
-  /**
-   * Whether one of `threads` (preempted ones) is in guest mode or in a lockless walk (see the
-   * module comment); by default those below the running thread.
-   */
-  #contended(threads: readonly number[] = this.#stack.slice(0, -1)): boolean {
-    return threads.some((t) => {
-      const v = this.#machine.kvm.vcpus[t];
-      return v !== undefined && (v.in_guest_mode || is_reading_shadow_page_tables(v));
-    });
+    return !this.#machine.kvm.mmu_lock_held;
   }
 
   #runOp(t: number): void {
