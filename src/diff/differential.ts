@@ -294,11 +294,11 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
   const unadopted = new Set<bigint>();
   /**
    * gpte updates KVM's walker made for ops in flight, not yet seen by the oracle, with the
-   * oracle steps their walks started at. One a later op overwrote is adopted, as it was, before
+   * oracle steps their walks started at and the D bits their stores may set. One a later op overwrote is adopted, as it was, before
    * that op is checked (so a translation cached from it stays allowed); the others after the
    * next commit, which usually makes them itself (the op that walked completing).
    */
-  const published: { word: bigint; value: bigint; past: number[]; inFlight: number[] }[] = [];
+  const published: { word: bigint; value: bigint; past: number[]; dirty: bigint }[] = [];
   /** Adopts the published words that `overwritten` selects (see {@link published}). */
   const adoptPublished = (overwritten: boolean) => {
     const rest: typeof published = [];
@@ -309,9 +309,7 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
       }
       const o = oracle.memory.read(p.word, 8);
       if (o === p.value) continue;
-      const dirty = memo(() => inFlightDirty(oracle, c, p.inFlight).get(p.word) ?? 0n);
-      const d = (p.value & ~o & (D_LOW | D_HIGH)) === 0n ? 0n : dirty();
-      if (adoptable(oracle, c.vcpus, lastCommitted, p.word, o, p.value, d, p.past)) {
+      if (adoptable(oracle, c.vcpus, lastCommitted, p.word, o, p.value, p.dirty, p.past)) {
         oracle.memory.write(p.word, 8, p.value);
       }
     }
@@ -447,7 +445,11 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
     const publish = (gpa: number, inFlight: readonly number[]) => {
       const word = BigInt(gpa) & ~7n;
       const past = [...new Set(inFlight.map((i) => startedAt.get(i) ?? 0))];
-      published.push({ word, value: sut.readGuestWord(word), past, inFlight: [...inFlight] });
+      const value = sut.readGuestWord(word);
+      // The D bits a store in flight may set, as the oracle sees it now, at the walk.
+      const newD = value & ~oracle.memory.read(word, 8) & (D_LOW | D_HIGH);
+      const dirty = newD === 0n ? 0n : inFlightDirty(oracle, c, inFlight).get(word) ?? 0n;
+      published.push({ word, value, past, dirty });
     };
     const start = (index: number) => startedAt.set(index, oracle.committedSteps);
     schedule = runConcurrent(

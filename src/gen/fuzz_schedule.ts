@@ -1,28 +1,36 @@
 /**
  * The interleaving of a generated concurrent case: a seeded decider for the scheduler
- * (`src/shadow/scheduler.ts`). Each case draws how often a running thread is preempted at an
- * atomic step (rarely, to reach deep windows such as the one between `mmu_spte_update`'s read and
- * its write; or often, for many short ones), then which ready thread runs. The scheduler records
- * every choice, and the finding's case carries that record as its `schedule`.
+ * (`src/shadow/scheduler.ts`). Each case draws two preemption rates: one for the steps every
+ * access passes many times (the CPU's reads of the shadow tables, lockless SPTE reads on a 64-bit
+ * host), kept low so an op gets deep into its path; one for the protocol windows, where the
+ * races live (between `mmu_spte_update`'s read and its write, the halves of a split SPTE,
+ * around `mmu_lock`, before a cmpxchg, between remote-flush deliveries). Then a ready thread is
+ * picked at random. The scheduler records every choice, and a finding's case carries that record
+ * as its `schedule`.
  *
  * @module
  */
 import type { Decider } from "../shadow/scheduler.ts";
 import { Prng } from "./prng.ts";
 
-/** Preemption rates a case may draw (per atomic step). */
-export const PREEMPT_RATES: readonly number[] = [0.01, 0.04, 0.12, 0.35];
+/** Preemption rates at the steps every access passes often. */
+export const WALK_RATES: readonly number[] = [0, 0.01, 0.05];
+/** Preemption rates at the protocol windows. */
+export const WINDOW_RATES: readonly number[] = [0.05, 0.2, 0.5, 0.9];
+
+/** The atomic steps an access passes at every level of every walk. */
+const FREQUENT: ReadonlySet<string> = new Set(["cpu:walk", "__get_spte_lockless"]);
 
 /** The decider of the case seeded `seed`. */
 export function scheduleDecider(seed: number): Decider {
   const prng = new Prng((seed ^ 0x2c1b_3c6d) >>> 0);
-  const rate = PREEMPT_RATES[prng.below(PREEMPT_RATES.length)]!;
-  const threshold = Math.floor(rate * 2 ** 32);
+  const walk = Math.floor(WALK_RATES[prng.below(WALK_RATES.length)]! * 2 ** 32);
+  const window = Math.floor(WINDOW_RATES[prng.below(WINDOW_RATES.length)]! * 2 ** 32);
   return {
-    preempt: (
-      _running,
-      ready,
-    ) => (prng.next() < threshold ? ready[prng.below(ready.length)]! : null),
+    preempt: (_running, ready, step) => {
+      const threshold = FREQUENT.has(step) ? walk : window;
+      return prng.next() < threshold ? ready[prng.below(ready.length)]! : null;
+    },
     start: (ready) => ready[prng.below(ready.length)]!,
   };
 }

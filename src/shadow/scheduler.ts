@@ -75,8 +75,11 @@ export interface SchedulerStats {
  * recorded ({@link Scheduler.recorded}), so the case replays with the recorded schedule alone.
  */
 export interface Decider {
-  /** At an atomic step of `running`: a thread of `ready` (non-empty) to start, or null. */
-  preempt(running: number, ready: readonly number[]): number | null;
+  /**
+   * At atomic step `step` (its name, e.g. "mmu_spte_update:read") of `running`: a thread of
+   * `ready` (non-empty) to start, or null.
+   */
+  preempt(running: number, ready: readonly number[], step: string): number | null;
   /** With no op running: the thread of `ready` (non-empty) whose next op starts. */
   start(ready: readonly number[]): number;
 }
@@ -171,7 +174,7 @@ export class Scheduler {
     const kvm = this.#machine.kvm;
     this.#onComplete = onComplete;
     this.#onSettled = onSettled;
-    kvm.atomicStepHook = () => this.#preempt();
+    kvm.atomicStepHook = (step) => this.#preempt(step);
     kvm.retireHook = (r) => this.#retire(stepOf(r));
     kvm.publishHook = (gpa) => hooks.publish?.(gpa, [...this.#started.keys()]);
     this.#onStart = hooks.start ?? (() => {});
@@ -226,13 +229,13 @@ export class Scheduler {
   }
 
   /** At an atomic step of the running thread: run what the schedule says, then go on. */
-  #preempt(): void {
+  #preempt(step: string): void {
     this.stats.points++;
     this.#tick();
     const top = this.#stack[this.#stack.length - 1]!;
     for (let t = this.#entry(); t !== top; t = this.#entry()) {
       if (t === null) {
-        t = this.#decide(top);
+        t = this.#decide(top, step);
         if (t === null) return;
       } else if (!this.#canStart(t)) {
         this.stats.blocked++;
@@ -244,10 +247,10 @@ export class Scheduler {
   }
 
   /** The decider's choice at an atomic step of `top` (recorded), or null without one. */
-  #decide(top: number): number | null {
+  #decide(top: number, step: string): number | null {
     if (!this.#decider) return null;
     const ready = this.#ready();
-    const t = ready.length === 0 ? null : this.#decider.preempt(top, ready);
+    const t = ready.length === 0 ? null : this.#decider.preempt(top, ready, step);
     this.#record(t ?? top);
     return t;
   }
