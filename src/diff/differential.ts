@@ -75,6 +75,11 @@ export type DiffVerdict =
 export interface DiffStep {
   /** The op's index in the program (steps are in completion order in a concurrent case). */
   readonly index: number;
+  /**
+   * A concurrent case: the ops whose result was final but whose thread was still in KVM when
+   * this one completed (an emulated store before its page-track zap).
+   */
+  readonly finishing?: readonly number[];
   readonly choices: StepChoices;
   readonly sut: SutStep;
   /** The oracle's commit of the SUT's outcome (null when the step diverged). */
@@ -234,6 +239,8 @@ interface CheckScope {
   readonly dirtyLog: ((got: Observation) => string | null) | null;
   /** Program indices of the ops in flight (a concurrent case). */
   readonly inFlight: readonly number[];
+  /** Program indices of the ops retired but still in KVM (a concurrent case). */
+  readonly finishing?: readonly number[];
 }
 
 /**
@@ -399,7 +406,15 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
       return null;
     };
     if (got.kind === "failure") {
-      steps.push({ index, choices, sut: got, committed: null, adoptedA: [], mechanisms });
+      steps.push({
+        index,
+        ...(scope.finishing?.length ? { finishing: scope.finishing } : {}),
+        choices,
+        sut: got,
+        committed: null,
+        adoptedA: [],
+        mechanisms,
+      });
       if (got.reason === "emulation_failure") {
         verdict = { status: "unsupported", step: index + 1, reason: got.detail };
         return null;
@@ -410,7 +425,15 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
       matches(o.observation, got.observation, scope.dirtyLog !== null) ? [i] : []
     );
     if (candidates.length === 0) {
-      steps.push({ index, choices, sut: got, committed: null, adoptedA: [], mechanisms });
+      steps.push({
+        index,
+        ...(scope.finishing?.length ? { finishing: scope.finishing } : {}),
+        choices,
+        sut: got,
+        committed: null,
+        adoptedA: [],
+        mechanisms,
+      });
       return diverge("observation", `${describe(op)}: the SUT's result is not allowed`);
     }
     // The allowed outcome whose A/D writes the SUT made: of those whose writes are all visible,
@@ -426,7 +449,15 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
     lastCommitted = committed;
     adoptPublished(false);
     for (const w of committed.outcome.writes) written.add(w.addr >> 12n);
-    steps.push({ index, choices, sut: got, committed, adoptedA: [], mechanisms });
+    steps.push({
+      index,
+      ...(scope.finishing?.length ? { finishing: scope.finishing } : {}),
+      choices,
+      sut: got,
+      committed,
+      adoptedA: [],
+      mechanisms,
+    });
     const missing = scope.dirtyLog?.(got.observation) ?? null;
     if (missing !== null) return diverge("observation", `${describe(op)}: ${missing}`);
     if (scope.memory && !settle(index, steps.length === c.program.length)) return null;
@@ -494,6 +525,7 @@ function runConcurrent(
       audit: done.quiescent,
       dirtyLog,
       inFlight: done.inFlight,
+      finishing: done.finishing,
     });
     if (committed === null) return !(failed = true);
     log.note(oracle, c.program[done.index]!, committed, done);

@@ -693,9 +693,29 @@ export function divergenceSignature(c: Case, r: DiffResult): string | null {
       (vcpuModesDiffer(r.sut.kvm) || modeChanged)
     ? "|modes=mixed"
     : "";
+  const racing = dv.kind === "observation" && racingEmulatedStore(r.steps, d)
+    ? "|racing=emulated-store"
+    : "";
   return `${dv.kind}:${mode}:${s.choices.op.op}:${differs}|${
     mechanismPart(r.steps, d, dv.kind)
-  }${leaf}${after}${modes}`;
+  }${leaf}${after}${modes}${racing}`;
+}
+
+/**
+ * A concurrent case: whether, when step `d` completed, a store that KVM emulated had written a
+ * page holding an entry of `d`'s fresh walk and was still in KVM (before the page-track zap of
+ * the SPTEs built from the old entry).
+ */
+function racingEmulatedStore(steps: readonly DiffStep[], d: number): boolean {
+  const s = steps[d]!;
+  const walk = s.choices.outcomes[0]?.walk;
+  if (!s.finishing || !walk || !("path" in walk)) return false;
+  const pages = new Set(walk.path.map((e) => e.addr >> 12n));
+  return s.finishing.some((i) => {
+    const store = steps.find((st) => st.index === i);
+    const o = store?.sut.kind === "observation" ? store.sut.observation : null;
+    return store?.choices.op.op === "store" && o?.kind === "ok" && pages.has(o.gpa >> 12n);
+  });
 }
 
 /**

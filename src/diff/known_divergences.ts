@@ -38,6 +38,17 @@ export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
     example: "corpus/ia32e4/nxe-clear-xd-becomes-reserved.json",
   },
   {
+    id: "kvm-emulated-gpte-write-before-zap",
+    pattern: /^observation:[^|]+\|.*\|racing=emulated-store$/,
+    explanation: "An emulated store to a shadowed gpte (emulator_write_phys) writes guest " +
+      "memory first and zaps the SPTEs built from the old gpte afterwards, in " +
+      "kvm_mmu_track_write under mmu_lock. In between, another vCPU still walks the stale SPTE, " +
+      "even after flushing its own TLB, though a load on it would already see the new gpte: " +
+      "no processor's walk can use a page-table entry older than a value it could read",
+    reference: "x86.c emulator_write_phys → kvm_page_track_write; mmu.c kvm_mmu_track_write",
+    example: "corpus/ia32e5/two-vcpus-emulated-pde-write-before-zap.json",
+  },
+  {
     id: "kvm-legacy32-fetch-fault-sets-id",
     pattern: /^observation:legacy32(-pse)?:fetch:ec:\+I\|/,
     explanation: "KVM's walker sets PFERR_FETCH for a fetch fault when EFER.NX or CR4.SMEP is " +

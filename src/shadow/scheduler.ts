@@ -56,6 +56,11 @@ export interface Completion {
    * early (`Kvm.retire`) while its thread still runs KVM code, so it is never quiescent.
    */
   readonly quiescent: boolean;
+  /**
+   * Program indices of the ops whose result was reported early (`Kvm.retire`) and whose thread
+   * is still in KVM (an emulated store before its page-track zap), when this one completed.
+   */
+  readonly finishing: readonly number[];
 }
 
 /** Counters of a concurrent run. */
@@ -318,6 +323,7 @@ export class Scheduler {
       completed: ++this.#clock,
       inFlight,
       quiescent: inFlight.length === 0 && this.#stack.length === 0,
+      finishing: [...this.#retired].filter((i) => i !== index),
     };
     if (!this.#onComplete(c)) throw new StopRun("stopped");
   }
