@@ -134,9 +134,7 @@ export function mmu_spte_get_lockless(kvm: Kvm, sptep: number): bigint {
     kvm.atomicStep("__get_spte_lockless:high", sptep);
     const high = kvm.host.read64(sptep) & HIGH;
     kvm.atomicStep("__get_spte_lockless:recheck", sptep);
-    const same = low === (kvm.host.read64(sptep) & LOW) &&
-      (count === sp.clear_spte_count || kvm.bug("lockless_read_ignores_clear_count"));
-    if (same) return high | low;
+    if (low === (kvm.host.read64(sptep) & LOW) && count === sp.clear_spte_count) return high | low;
     kvm.count("lockless_read_retries");
   }
 }
@@ -162,7 +160,7 @@ function mmu_spte_update_no_track(kvm: Kvm, sptep: number, new_spte: bigint): bi
     return old_spte;
   }
   kvm.atomicStep("mmu_spte_update:read", sptep);
-  if (!spte_needs_atomic_update(old_spte) || kvm.bug("spte_update_plain_write")) {
+  if (!spte_needs_atomic_update(old_spte)) {
     __update_clear_spte_fast(kvm, sptep, new_spte);
     return old_spte;
   }
