@@ -120,6 +120,7 @@ export class Scheduler {
   /** The schedule as run: the entries consumed, then the decider's choices. */
   readonly recorded: number[] = [];
   readonly #decider: Decider | null;
+  readonly #maxSteps: number;
   readonly #machine: ShadowMachine;
   readonly #program: readonly Op[];
   readonly #vcpus: number;
@@ -127,6 +128,8 @@ export class Scheduler {
   readonly #queues: number[][];
   readonly #stack: number[] = [];
   readonly #started = new Map<number, number>();
+  /** Threads whose op gave up on `mmu_lock`, with the thread that held it. */
+  readonly #waiting = new Map<number, number | null>();
   /** Ops whose result was reported early (`Kvm.retire`) while their thread goes on. */
   readonly #retired = new Set<number>();
   #pos = 0;
@@ -142,8 +145,10 @@ export class Scheduler {
     vcpus: number,
     schedule: readonly number[],
     decider: Decider | null = null,
+    maxSteps: number = MAX_SCHEDULER_STEPS,
   ) {
     this.#decider = decider;
+    this.#maxSteps = maxSteps;
     this.#machine = machine;
     this.#program = program;
     this.#vcpus = vcpus;
@@ -261,11 +266,11 @@ export class Scheduler {
   }
 
   #tick(): void {
-    if (++this.#clock > MAX_SCHEDULER_STEPS) {
+    if (++this.#clock > this.#maxSteps) {
       const top = this.#stack[this.#stack.length - 1];
       const index = top === undefined ? 0 : this.#queues[top]![0]!;
       throw new Livelock(
-        `the scheduler passed ${MAX_SCHEDULER_STEPS} steps without finishing the program`,
+        `the scheduler passed ${this.#maxSteps} steps without finishing the program`,
         index,
       );
     }
@@ -274,6 +279,10 @@ export class Scheduler {
   #canStart(t: number): boolean {
     const q = this.#queues[t];
     if (!q || q.length === 0 || this.#stack.includes(t)) return false;
+    // An op that gave up on mmu_lock waits until its holder lets go (it would only give up again).
+    const owner = this.#machine.kvm.mmu_lock_owner;
+    if (this.#waiting.has(t) && this.#waiting.get(t) === owner) return false;
+    this.#waiting.delete(t);
     if (this.#stack.length === 0 || retryable(this.#program[q[0]!]!)) return true;
     return !this.#machine.kvm.mmu_lock_held;
   }
@@ -294,6 +303,7 @@ export class Scheduler {
     } catch (e: unknown) {
       if (!(e instanceof MmuLockContended)) throw e;
       this.stats.retries++;
+      this.#waiting.set(t, kvm.mmu_lock_owner);
     } finally {
       this.#stack.pop();
       kvm.current_thread = this.#stack[this.#stack.length - 1] ?? 0;
