@@ -337,7 +337,6 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
    * runs the audit. False (with `verdict` set) on a divergence.
    */
   const settle = (index: number, full: boolean): boolean => {
-    const op = c.program[index]!;
     const step = steps[steps.length - 1]!;
     const fail = (
       kind: DivergenceKind,
@@ -405,16 +404,19 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
       };
       return null;
     };
-    if (got.kind === "failure") {
+    /** Records this op's step (with its commit, or null when it diverged). */
+    const record = (committed: CommittedStep | null) =>
       steps.push({
         index,
         ...(scope.finishing?.length ? { finishing: scope.finishing } : {}),
         choices,
         sut: got,
-        committed: null,
+        committed,
         adoptedA: [],
         mechanisms,
       });
+    if (got.kind === "failure") {
+      record(null);
       if (got.reason === "emulation_failure") {
         verdict = { status: "unsupported", step: index + 1, reason: got.detail };
         return null;
@@ -425,15 +427,7 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
       matches(o.observation, got.observation, scope.dirtyLog !== null) ? [i] : []
     );
     if (candidates.length === 0) {
-      steps.push({
-        index,
-        ...(scope.finishing?.length ? { finishing: scope.finishing } : {}),
-        choices,
-        sut: got,
-        committed: null,
-        adoptedA: [],
-        mechanisms,
-      });
+      record(null);
       return diverge("observation", `${describe(op)}: the SUT's result is not allowed`);
     }
     // The allowed outcome whose A/D writes the SUT made: of those whose writes are all visible,
@@ -449,15 +443,7 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
     lastCommitted = committed;
     adoptPublished(false);
     for (const w of committed.outcome.writes) written.add(w.addr >> 12n);
-    steps.push({
-      index,
-      ...(scope.finishing?.length ? { finishing: scope.finishing } : {}),
-      choices,
-      sut: got,
-      committed,
-      adoptedA: [],
-      mechanisms,
-    });
+    record(committed);
     const missing = scope.dirtyLog?.(got.observation) ?? null;
     if (missing !== null) return diverge("observation", `${describe(op)}: ${missing}`);
     if (scope.memory && !settle(index, steps.length === c.program.length)) return null;

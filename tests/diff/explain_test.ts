@@ -58,6 +58,8 @@ const EXPECTED_BUG_SIGNATURES: Record<string, string> = {
 };
 
 const EXPECTED_KVM_SIGNATURES: Record<string, string> = {
+  "ia32e5/two-vcpus-emulated-pde-write-before-zap.json":
+    "observation:ia32e5:fetch:ok-vs-pf:not-present@PT|mech=prefetched_sptes@walk|leaf=synced|racing=emulated-store",
   "ia32e4/nxe-clear-xd-becomes-reserved.json":
     "observation:ia32e4:load:ok-vs-pf:reserved-xd@PT|mech=sp_reused@walk|leaf=synced",
   "legacy32/smap-wp0-kernel-spte-outlives-pte.json":
