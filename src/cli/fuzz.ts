@@ -146,6 +146,10 @@ function parse(args: string[]): Flags | string | null {
   const known = new Set<string>(INJECTED_BUGS.map((b) => b.name));
   const badBug = inject.find((b) => !known.has(b));
   if (badBug) return `unknown --inject "${badBug}"; known: ${[...known].join(", ")}`;
+  const vcpus = values.vcpus === undefined ? null : Number(values.vcpus);
+  if (vcpus !== null && !(Number.isInteger(vcpus) && vcpus >= 1 && vcpus <= 4)) {
+    return `--vcpus must be 1, 2, 3 or 4, got "${values.vcpus}"`;
+  }
   return {
     seconds: int("time", values.time, 60),
     runs: values.runs === undefined ? null : int("runs", values.runs, 0),
@@ -155,7 +159,7 @@ function parse(args: string[]): Flags | string | null {
       discipline: d,
       modes: values.mode === undefined ? null : modes,
       inject: values.inject === undefined ? null : inject,
-      vcpus: values.vcpus === undefined ? null : int("vcpus", values.vcpus, 1, 1),
+      vcpus,
       host32: values.host32 === undefined ? null : true,
       shard,
     },

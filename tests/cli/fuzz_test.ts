@@ -37,6 +37,8 @@ Deno.test("fuzz: usage errors exit 2 and name the flag", async () => {
       [["--mode", "ia32e6"], /unknown --mode "ia32e6"/],
       [["--inject", "nope"], /unknown --inject "nope"/],
       [["--workers", "0"], /--workers must be an integer ≥ 1/],
+      [["--vcpus", "5"], /--vcpus must be 1, 2, 3 or 4/],
+      [["--vcpus", "0"], /--vcpus must be 1, 2, 3 or 4/],
       [["--bogus"], /bogus/],
     ] as const
   ) {
