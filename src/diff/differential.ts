@@ -380,7 +380,7 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
     adoptPublished(true);
     // Ops still in flight may have set A bits the oracle has not seen (their walks, or
     // speculative ones): adopt them first, so this op's reads of page tables see them too.
-    if (!scope.memory) {
+    if (c.schedule !== undefined) {
       const d = memo(() => inFlightDirty(oracle, c, scope.inFlight));
       compareMemory(oracle, sut, c.vcpus, lastCommitted, [], false, unadopted, true, d);
       unadopted.clear();

@@ -182,7 +182,11 @@ export class ShadowMachine {
     // and the harvest take it where KVM does.
     const locked = op.op !== "dirtyLogGetAndClear" && op.op !== "invlpg" &&
       ("vcpu" in op ? INTERCEPTED.has(op.op) : true);
-    // Such an op takes effect before the unlock (another thread may run right after it).
+    // Such an op takes effect before the unlock (another thread may run right after it). INVLPG
+    // takes effect as it starts: its per-address sync then reads gptes at least that new.
+    if (op.op === "invlpg") {
+      this.retireHook?.({ kind: "observation", observation: { kind: "done" } });
+    }
     const r = locked
       ? this.kvm.locked(() => {
         const r = this.#execute(op);

@@ -16,7 +16,8 @@
  * A thread that must take `mmu_lock` while a thread it preempted holds it cannot spin: a guest
  * access is abandoned there and retried later from its start, as KVM's `RET_PF_RETRY` re-runs
  * the instruction (nothing guest-visible happened before its first `mmu_lock`); any other op
- * is blocked from starting while that holds. A thread in guest mode or in a lockless walk may
+ * is blocked from starting while that holds. A memslot change is blocked above a vCPU that is in
+ * KVM rather than in guest mode (it would wait for that vCPU's SRCU read side to end). A thread in guest mode or in a lockless walk may
  * be preempted by one that zaps: the shadow pages zapped are freed when no vCPU is walking
  * (`Kvm.free_shadow_pages`), as KVM's remote flush waits for such vCPUs before the free. When no op is running, the entry picks the next op
  * to start; once the schedule is used up, the running thread goes on at every step and the op
@@ -105,6 +106,13 @@ function stepOf(r: RetiredResult): SutStep {
     ? { kind: "observation", observation: { kind: "ok", gpa: BigInt(r.gpa), value: null } }
     : { kind: "observation", observation: { kind: "pf", errorCode: r.error_code, cr2: r.cr2 } };
 }
+
+/** Host events that change the memslots, which wait for every vCPU's SRCU read side. */
+const SRCU_WRITERS: ReadonlySet<string> = new Set([
+  "memslotAdd",
+  "memslotRemove",
+  "dirtyLogEnable",
+]);
 
 class StopRun extends SchedulerInterrupt {}
 
@@ -283,8 +291,13 @@ export class Scheduler {
     const owner = this.#machine.kvm.mmu_lock_owner;
     if (this.#waiting.has(t) && this.#waiting.get(t) === owner) return false;
     this.#waiting.delete(t);
-    if (this.#stack.length === 0 || retryable(this.#program[q[0]!]!)) return true;
-    return !this.#machine.kvm.mmu_lock_held;
+    const op = this.#program[q[0]!]!;
+    if (this.#stack.length === 0 || retryable(op)) return true;
+    if (this.#machine.kvm.mmu_lock_held) return false;
+    // A memslot update waits (synchronize_srcu) until every vCPU has left KVM's SRCU read side:
+    // it runs above a vCPU only while that vCPU is in guest mode.
+    if (!SRCU_WRITERS.has(op.op)) return true;
+    return this.#stack.every((s) => this.#machine.kvm.vcpus[s]?.in_guest_mode === true);
   }
 
   #runOp(t: number): void {
