@@ -67,7 +67,8 @@ export interface PteGene {
   /**
    * 2 or 3 (relaxed discipline): a load of an address the store retargets before it, and after
    * it (with PCIDs, after a context switch away and back, {@link Cr3Gene.trip}) a load again, or
-   * a store for an MMIO retarget.
+   * a store for an MMIO retarget. 1 (relaxed, two vCPUs or more): a race on the table, see
+   * `ProgramBuilder`.
    */
   readonly trip: number;
   readonly vcpu: number;

@@ -240,6 +240,25 @@ export class ProgramBuilder {
     // made stale; a store after an MMIO retarget exits on the read-only SPTE of the first touch.
     const touch = !this.#strict && g.trip >= 2 && affected.length > 0;
     const target = hex(affected[0] ?? 0n);
+    // A race on the table (relaxed, two vCPUs or more): this vCPU edits the entry through the
+    // table's mapping, another walks through the table (shadowing it: write-protect, flush), this
+    // vCPU edits the entry again (R/W flipped; through its TLB entry, if a flush missed it), and the other
+    // invalidates and walks again. The schedule decides how they overlap.
+    const race = !this.#strict && g.trip === 1 && affected.length > 0 && this.#vcpus.length >= 2;
+    if (race) {
+      const other = (v + 1 + (g.pick % (this.#vcpus.length - 1))) % this.#vcpus.length;
+      const store = { op: "store" as const, vcpu: v, la: hex(la), cpl: g.cpl3 ? 3 : 0 };
+      this.ops.push(
+        { ...store, value: hex(value) },
+        { op: "load", vcpu: other, la: target, cpl: 0 },
+        { ...store, value: hex(value ^ 0x2n) },
+        { op: "invlpg", vcpu: other, la: target },
+        { op: "load", vcpu: other, la: target, cpl: 0 },
+      );
+      this.#owe(null);
+      this.#recent = affected;
+      return;
+    }
     if (touch) this.ops.push({ op: "load", vcpu: v, la: target, cpl: 0 });
     this.ops.push({ op: "store", vcpu: v, la: hex(la), cpl: g.cpl3 ? 3 : 0, value: hex(value) });
     this.#owe(null);

@@ -18,6 +18,12 @@ export const WALK_RATES: readonly number[] = [0, 0.01, 0.05];
 /** Preemption rates at the protocol windows. */
 export const WINDOW_RATES: readonly number[] = [0.05, 0.2, 0.5, 0.9];
 
+/**
+ * The windows right after a thread drops `mmu_lock` (what it left for after the unlock races
+ * with every other thread) are preempted at least this often.
+ */
+const RELEASE_RATE = 0.5;
+
 /** The atomic steps an access passes at every level of every walk. */
 const FREQUENT: ReadonlySet<string> = new Set(["cpu:walk", "__get_spte_lockless"]);
 
@@ -25,10 +31,12 @@ const FREQUENT: ReadonlySet<string> = new Set(["cpu:walk", "__get_spte_lockless"
 export function scheduleDecider(seed: number): Decider {
   const prng = new Prng((seed ^ 0x2c1b_3c6d) >>> 0);
   const walk = Math.floor(WALK_RATES[prng.below(WALK_RATES.length)]! * 2 ** 32);
-  const window = Math.floor(WINDOW_RATES[prng.below(WINDOW_RATES.length)]! * 2 ** 32);
+  const windowRate = WINDOW_RATES[prng.below(WINDOW_RATES.length)]!;
+  const window = Math.floor(windowRate * 2 ** 32);
+  const release = Math.floor(Math.max(windowRate, RELEASE_RATE) * 2 ** 32);
   return {
     preempt: (_running, ready, step) => {
-      const threshold = FREQUENT.has(step) ? walk : window;
+      const threshold = FREQUENT.has(step) ? walk : step === "mmu_lock:release" ? release : window;
       return prng.next() < threshold ? ready[prng.below(ready.length)]! : null;
     },
     start: (ready) => ready[prng.below(ready.length)]!,
