@@ -354,10 +354,18 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
     const bad = compareMemory(oracle, sut, c.vcpus, lastCommitted, adopted, full, written);
     written.clear();
     if (bad) {
-      // Compared late (a concurrent case with ops in flight): the op whose committed write the
-      // SUT lacks is the one to blame, not the last one.
+      // Compared late (a concurrent case with ops in flight): the last op whose committed write
+      // covers the bits that differ is the one to blame, not the last one.
+      const differs = bad.oracle ^ bad.sut;
       const writer = steps.findLast((s) =>
-        s.committed?.outcome.writes.some((w) => (w.addr & ~7n) === bad.gpa)
+        s.committed?.outcome.writes.some((w) => {
+          const mask = w.kind === "store"
+            ? ~0n
+            : w.bytes === 4 && (w.addr & 4n) !== 0n
+            ? w.mask << 32n
+            : w.mask;
+          return (w.addr & ~7n) === bad.gpa && (mask & differs) !== 0n;
+        })
       );
       const at = writer && c.schedule !== undefined ? writer.index : index;
       const detail = `${describe(c.program[at]!)}: guest memory at ${hex(bad.gpa)} differs`;
