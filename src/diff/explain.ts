@@ -693,7 +693,8 @@ export function divergenceSignature(c: Case, r: DiffResult): string | null {
       (vcpuModesDiffer(r.sut.kvm) || modeChanged)
     ? "|modes=mixed"
     : "";
-  const racing = dv.kind === "observation" && racingEmulatedStore(r.steps, d)
+  const racing = (dv.kind === "observation" || dv.kind === "memory") &&
+      racingEmulatedStore(r.steps, d)
     ? "|racing=emulated-store"
     : "";
   return `${dv.kind}:${mode}:${s.choices.op.op}:${differs}|${

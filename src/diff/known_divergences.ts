@@ -39,12 +39,13 @@ export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
   },
   {
     id: "kvm-emulated-gpte-write-before-zap",
-    pattern: /^observation:[^|]+\|.*\|racing=emulated-store$/,
+    pattern: /^(observation|memory):[^|]+\|.*\|racing=emulated-store$/,
     explanation: "An emulated store to a shadowed gpte (emulator_write_phys) writes guest " +
       "memory first and zaps the SPTEs built from the old gpte afterwards, in " +
       "kvm_mmu_track_write under mmu_lock. In between, another vCPU still walks the stale SPTE, " +
       "even after flushing its own TLB, though a load on it would already see the new gpte: " +
-      "no processor's walk can use a page-table entry older than a value it could read",
+      "no processor's walk can use a page-table entry older than a value it could read (and, " +
+      "using the stale SPTE, it sets no A/D in the new gpte: a memory divergence)",
     reference: "x86.c emulator_write_phys → kvm_page_track_write; mmu.c kvm_mmu_track_write",
     example: "corpus/ia32e5/two-vcpus-emulated-pde-write-before-zap.json",
   },
