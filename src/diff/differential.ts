@@ -26,7 +26,8 @@ import { formatObservation, type Observation } from "../model/observation.ts";
 import type { Op } from "../model/op.ts";
 import type { Kvm } from "../shadow/kvm.ts";
 import type { Counter } from "../shadow/stats.ts";
-import { type Decider, Scheduler } from "../shadow/scheduler.ts";
+import { type Decider, Scheduler, threadOf } from "../shadow/scheduler.ts";
+import { COUNTERS } from "../shadow/stats.ts";
 import { DirtyLogContract } from "./dirty_log_contract.ts";
 import {
   ShadowMachine,
@@ -148,6 +149,9 @@ function changedBits(m: ReferenceMachine, outcome: StepChoices["outcomes"][numbe
     w.kind !== "store" && (m.memory.read(w.addr, w.bytes) & w.mask) !== w.mask
   ).length;
 }
+
+/** All counters at zero. */
+const ZERO_COUNTERS = Object.fromEntries(COUNTERS.map((k) => [k, 0])) as Record<Counter, number>;
 
 /** Bits that may differ between the two memories: A of an 8-byte or of either 4-byte entry. */
 const A_LOW = 1n << 5n;
@@ -330,6 +334,9 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
   };
   let verdict: DiffVerdict | null = null;
   let before = { ...sut.kvm.stats.counters };
+  const threadBefore = new Map<number, Record<Counter, number>>();
+  /** A concurrent case: each op's mechanisms, completed when its thread is done with it. */
+  const ownMechanisms = new Map<number, Partial<Record<Counter, number>>>();
   let lastCommitted: CommittedStep | undefined;
 
   /**
@@ -395,11 +402,20 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
       unadopted.clear();
     }
     const choices = oracle.allowed(op);
+    // The counters the op moved: in a concurrent case, its own thread's since its last op.
+    const stats = sut.kvm.stats;
+    const thread = threadOf(op, c.vcpus);
+    const now = c.schedule === undefined ? stats.counters : stats.threadCounters(thread);
+    const was = c.schedule === undefined ? before : threadBefore.get(thread) ?? ZERO_COUNTERS;
     const mechanisms: Partial<Record<Counter, number>> = {};
-    for (const [k, n] of Object.entries(sut.kvm.stats.counters) as [Counter, number][]) {
-      if (n !== before[k]) mechanisms[k] = n - before[k];
+    for (const [k, n] of Object.entries(now) as [Counter, number][]) {
+      if (n !== was[k]) mechanisms[k] = n - was[k];
     }
-    before = { ...sut.kvm.stats.counters };
+    if (c.schedule === undefined) before = { ...now };
+    else {
+      threadBefore.set(thread, { ...now });
+      ownMechanisms.set(index, mechanisms);
+    }
     const expected = [...new Set(choices.outcomes.map((o) => formatObservation(o.observation)))];
     const diverge = (
       kind: DivergenceKind,
@@ -478,13 +494,25 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
       published.push({ word, value, past, dirty });
     };
     const start = (index: number) => startedAt.set(index, oracle.committedSteps);
+    // An op that completed early (retired) goes on in KVM: what its thread moves until it is
+    // done is its own too, not its thread's next op's.
+    const end = (index: number, thread: number) => {
+      const own = ownMechanisms.get(index);
+      if (!own) return;
+      const now = sut.kvm.stats.threadCounters(thread);
+      const was = threadBefore.get(thread) ?? ZERO_COUNTERS;
+      for (const [k, n] of Object.entries(now) as [Counter, number][]) {
+        if (n !== was[k]) own[k] = (own[k] ?? 0) + n - was[k];
+      }
+      threadBefore.set(thread, { ...now });
+    };
     schedule = runConcurrent(
       c,
       oracle,
       sut,
       check,
       settle,
-      { publish, start },
+      { publish, start, end },
       options.decider ?? null,
     );
   }
@@ -505,6 +533,7 @@ function runConcurrent(
   hooks: {
     publish: (gpa: number, inFlight: readonly number[]) => void;
     start: (index: number) => void;
+    end: (index: number, thread: number) => void;
   },
   decider: Decider | null,
 ): readonly number[] {

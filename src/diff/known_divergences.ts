@@ -61,15 +61,15 @@ export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
   {
     id: "kvm-mmio-cache-skips-dirty-with-wp0",
     pattern:
-      /^(memory:[^:]+:store:-(A|D|A-D)@(PT|PD|PDPT|PML4|PML5)|observation:[^:]+:store:ok-vs-pf:not-present@[A-Z0-9]+)\|(.*@emulate\|leaf=mmio(-unsync)?|[^|]*mmio_cache_hits[^|]*@emulate\|leaf=(none|mmio-ram-old-gen))(\|after=[a-z-]+)?$/,
+      /^(memory:[^:]+:store:-(A|D|A-D)@(PT|PD|PDPT|PML4|PML5)|observation:[^:]+:store:ok-vs-pf:not-present@[A-Z0-9]+)\|(.*@emulate\|leaf=mmio(-unsync)?|[^|]*mmio_cache_hits[^|]*@emulate\|leaf=[a-z-]+)(\|after=[a-z-]+)?$/,
     explanation: "A store to MMIO through a cached MMIO SPTE is emulated with the MMIO cache " +
       "(vcpu_mmio_gva_to_gpa): when its permission check passes, no guest walk runs, so the " +
       "leaf gpte's D bit (and its A bit, if the guest cleared it since) is never set, and a " +
       "gpte the guest made not present since (no INVLPG) does not fault, where the processor " +
       "must walk to set D. KVM relies on the cached access lacking W for a clean gpte, but with " +
       "CR0.WP=0 a supervisor write passes that check. (A concurrent case compares memory only " +
-      "when no op is in flight: by then the MMIO SPTE may be gone, leaf=none, or of a memslot " +
-      "generation a host event since retired, leaf=mmio-ram-old-gen.)",
+      "when no op is in flight: by then the SPTE may be anything, so there the store's own " +
+      "mmio_cache_hits@emulate is what names the path.)",
     reference: "x86.c vcpu_mmio_gva_to_gpa; mmu.c kvm_handle_noslot_fault",
     example: "corpus/ia32e4/mmio-store-wp0-no-dirty.json",
   },

@@ -145,6 +145,7 @@ export class Scheduler {
   #onComplete: (c: Completion) => boolean = () => true;
   #onSettled: (index: number) => boolean = () => true;
   #onStart: (index: number) => void = () => {};
+  #onEnd: (index: number, thread: number) => void = () => {};
 
   /** A scheduler for `program` on `machine` (threads 0..vcpus-1 and the host thread `vcpus`). */
   constructor(
@@ -187,6 +188,8 @@ export class Scheduler {
       publish?: (gpa: number, inFlight: readonly number[]) => void;
       /** An op starts (the first time: not on a retry). */
       start?: (index: number) => void;
+      /** An op's thread is done with it (after its completion, or its early retirement). */
+      end?: (index: number, thread: number) => void;
     } = {},
   ): { detail: string; index: number } | null {
     const kvm = this.#machine.kvm;
@@ -196,6 +199,7 @@ export class Scheduler {
     kvm.retireHook = (r) => this.#retire(stepOf(r));
     kvm.publishHook = (gpa) => hooks.publish?.(gpa, [...this.#started.keys()]);
     this.#onStart = hooks.start ?? (() => {});
+    this.#onEnd = hooks.end ?? (() => {});
     this.#machine.retireHook = (s) => this.#retire(s);
     try {
       for (;;) {
@@ -213,6 +217,7 @@ export class Scheduler {
       kvm.publishHook = null;
       this.#machine.retireHook = null;
       kvm.current_thread = 0;
+      kvm.stats.thread = 0;
     }
   }
 
@@ -310,6 +315,7 @@ export class Scheduler {
     }
     this.#stack.push(t);
     kvm.current_thread = t;
+    kvm.stats.thread = t;
     let step: SutStep | null = null;
     try {
       step = this.#machine.step(this.#program[index]!);
@@ -320,9 +326,11 @@ export class Scheduler {
     } finally {
       this.#stack.pop();
       kvm.current_thread = this.#stack[this.#stack.length - 1] ?? 0;
+      kvm.stats.thread = kvm.current_thread;
     }
     if (step === null) return;
     q.shift();
+    this.#onEnd(index, t);
     if (this.#retired.delete(index)) {
       // Reported when it retired; now that its thread is done, the state may be quiescent.
       this.#started.delete(index);

@@ -69,6 +69,10 @@ export class MmuStats {
   logEvents: boolean;
   /** The step events are stamped with. */
   step = 0;
+  /** The thread running (set by the scheduler of a concurrent case; 0 otherwise). */
+  thread = 0;
+  /** The counters per thread: what each thread's own code moved. */
+  readonly byThread = new Map<number, Record<Counter, number>>();
 
   /** Builds empty stats. */
   constructor(logEvents = true) {
@@ -78,6 +82,17 @@ export class MmuStats {
   /** Adds `n` to a counter. */
   count(c: Counter, n = 1): void {
     this.counters[c] += n;
+    this.threadCounters(this.thread)[c] += n;
+  }
+
+  /** The counters of thread `t` (zeros when it has not run). */
+  threadCounters(t: number): Record<Counter, number> {
+    let own = this.byThread.get(t);
+    if (!own) {
+      own = Object.fromEntries(COUNTERS.map((c) => [c, 0])) as Record<Counter, number>;
+      this.byThread.set(t, own);
+    }
+    return own;
   }
 
   /** Records an event (the message is built only when events are on). */
