@@ -543,7 +543,9 @@ function runConcurrent(
   let failed = false;
   const livelock = scheduler.run((done) => {
     const dirtyLog = (got: Observation): string | null =>
-      got.kind === "dirtyLog" ? log.harvest(got.slot, got.gfns, done) : null;
+      got.kind === "dirtyLog"
+        ? log.harvest(got.slot, got.gfns, done, (gpa) => sut.readGuestWord(gpa))
+        : null;
     const committed = check(done.index, done.step, {
       memory: done.quiescent,
       audit: done.quiescent,

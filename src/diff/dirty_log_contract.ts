@@ -22,6 +22,8 @@ import type { Completion } from "../shadow/scheduler.ts";
 interface Owed {
   readonly slot: number;
   readonly gfn: bigint;
+  /** For an A/D write: the 8-byte word and the bits (a store: null). */
+  readonly bits: { readonly word: bigint; readonly mask: bigint } | null;
   readonly index: number;
   readonly started: number;
   readonly completed: number;
@@ -41,19 +43,31 @@ export class DirtyLogContract {
       const slot = oracle.memory.slotOf(gfn);
       if (!slot || !oracle.dirtyLogging(slot.slot)) return;
       const { index, started, completed } = done;
-      this.#owed.push({ slot: slot.slot, gfn, index, started, completed });
+      const mask = w.bytes === 4 && (w.addr & 4n) !== 0n ? w.mask << 32n : w.mask;
+      const bits = w.kind === "store" ? null : { word: w.addr & ~7n, mask };
+      this.#owed.push({ slot: slot.slot, gfn, bits, index, started, completed });
     });
   }
 
   /**
-   * Judges harvest `done` of `slot` that reported `gfns`: null, or what it misses.
+   * Judges harvest `done` of `slot` that reported `gfns`: null, or what it misses. An A/D write
+   * the oracle committed but the SUT's memory (`sutWord`) does not show is not owed here: the
+   * SUT did not make it, and the memory comparison reports that.
    */
-  harvest(slot: number, gfns: readonly bigint[], done: Completion): string | null {
+  harvest(
+    slot: number,
+    gfns: readonly bigint[],
+    done: Completion,
+    sutWord: (gpa: bigint) => bigint,
+  ): string | null {
     const reported = new Set(gfns);
     this.#owed = this.#owed.filter((w) =>
       !(w.slot === slot && reported.has(w.gfn) && done.completed > w.started)
     );
-    const missed = this.#owed.filter((w) => w.slot === slot && w.completed < done.started);
+    const made = (w: Owed) => !w.bits || (sutWord(w.bits.word) & w.bits.mask) === w.bits.mask;
+    const missed = this.#owed.filter((w) =>
+      w.slot === slot && w.completed < done.started && made(w)
+    );
     if (missed.length === 0) return null;
     const what = missed.map((w) => `gfn ${hex(w.gfn)} (op ${w.index + 1})`).join(", ");
     return `the dirty log misses ${what}, written before the harvest started`;
