@@ -339,6 +339,19 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
   const ownMechanisms = new Map<number, Partial<Record<Counter, number>>>();
   let lastCommitted: CommittedStep | undefined;
 
+  /** The last op whose committed write covers `bits` of the word at `gpa`, if any. */
+  const blame = (gpa: bigint, bits: bigint): number | null =>
+    steps.findLast((s) =>
+      s.committed?.outcome.writes.some((w) => {
+        const mask = w.kind === "store"
+          ? ~0n
+          : w.bytes === 4 && (w.addr & 4n) !== 0n
+          ? w.mask << 32n
+          : w.mask;
+        return (w.addr & ~7n) === gpa && (mask & bits) !== 0n;
+      })
+    )?.index ?? null;
+
   /**
    * After op `index`, the last one checked: compares guest memory (all of it when `full`) and
    * runs the audit. False (with `verdict` set) on a divergence.
@@ -363,18 +376,7 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
     if (bad) {
       // Compared late (a concurrent case with ops in flight): the last op whose committed write
       // covers the bits that differ is the one to blame, not the last one.
-      const differs = bad.oracle ^ bad.sut;
-      const writer = steps.findLast((s) =>
-        s.committed?.outcome.writes.some((w) => {
-          const mask = w.kind === "store"
-            ? ~0n
-            : w.bytes === 4 && (w.addr & 4n) !== 0n
-            ? w.mask << 32n
-            : w.mask;
-          return (w.addr & ~7n) === bad.gpa && (mask & differs) !== 0n;
-        })
-      );
-      const at = writer && c.schedule !== undefined ? writer.index : index;
+      const at = c.schedule !== undefined ? blame(bad.gpa, bad.oracle ^ bad.sut) ?? index : index;
       const detail = `${describe(c.program[at]!)}: guest memory at ${hex(bad.gpa)} differs`;
       return fail("memory", detail, [hex(bad.oracle)], hex(bad.sut), at);
     }
@@ -422,10 +424,11 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
       detail: string,
       exp = expected,
       text = formatSutStep(got),
+      at = index,
     ) => {
       verdict = {
         status: "divergence",
-        divergence: { step: index + 1, kind, expected: exp, got: text, detail },
+        divergence: { step: at + 1, kind, expected: exp, got: text, detail },
       };
       return null;
     };
@@ -453,6 +456,19 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
     );
     if (candidates.length === 0) {
       record(null);
+      // A concurrent case compares memory late: a value read from a word where the memories
+      // already differ shows an earlier op's memory divergence, which is the one to report.
+      const read = got.observation.kind === "ok" ? got.observation : null;
+      if (c.schedule !== undefined && read?.value != null) {
+        const word = read.gpa & ~7n;
+        const o = oracle.memory.read(word, 8);
+        const s = sut.readGuestWord(word);
+        const at = o === s ? null : blame(word, o ^ s);
+        if (at !== null) {
+          const detail = `${describe(c.program[at]!)}: guest memory at ${hex(word)} differs`;
+          return diverge("memory", detail, [hex(o)], hex(s), at);
+        }
+      }
       return diverge("observation", `${describe(op)}: the SUT's result is not allowed`);
     }
     // The allowed outcome whose A/D writes the SUT made: of those whose writes are all visible,
