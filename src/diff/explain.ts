@@ -682,13 +682,14 @@ export function divergenceSignature(c: Case, r: DiffResult): string | null {
   const observer = vcpuOf(s.choices.op);
   const mixedInvariant = dv.kind === "invariant" && /I-[89]m/.test(differs);
   const mixedLeaf = dv.kind === "observation" && la !== null && r.sut !== null &&
-    leafNxFromOtherMode(r.sut.kvm, observer, la);
+    (leafNxFromOtherMode(r.sut.kvm, observer, la) || leafPsFromOtherMode(r.sut.kvm, observer, la));
   // A concurrent case audits only when nothing is in flight, maybe well after a control write
   // changed a vCPU's mode: the modes were mixed in between.
-  const modeChanged = mixedInvariant && c.schedule !== undefined &&
+  const modeWritten = c.schedule !== undefined &&
     r.steps.slice(0, d + 1).some((st) =>
       MODE_WRITES.has(st.choices.op.op) && st.committed?.outcome.control
     );
+  const modeChanged = modeWritten && (mixedInvariant || mixedLeaf);
   const modes = (mixedInvariant || mixedLeaf) && r.sut &&
       (vcpuModesDiffer(r.sut.kvm) || modeChanged)
     ? "|modes=mixed"
@@ -728,6 +729,19 @@ function leafNxFromOtherMode(kvm: Kvm, vcpuIndex: number, la: bigint): boolean {
   const last = lastSpte(kvm, vcpuIndex, la);
   if (last === null || last === "noroot") return false;
   return is_shadow_present_pte(last.spte) && (last.spte >> 63n) === 1n;
+}
+
+/**
+ * True when `vcpuIndex` is in 32-bit paging with CR4.PSE=0 and its leaf SPTE for `la` is a large
+ * one: built from a 4 MiB PDE under CR4.PSE=1 (by it before a CR4 write, or by another vCPU),
+ * where its own mode reads that PDE as a page-table pointer.
+ */
+function leafPsFromOtherMode(kvm: Kvm, vcpuIndex: number, la: bigint): boolean {
+  const role = kvm.vcpus[vcpuIndex]?.mmu.cpu_role;
+  if (!role || role.base.level !== 2 || role.ext.cr4_pse) return false;
+  const last = lastSpte(kvm, vcpuIndex, la);
+  if (last === null || last === "noroot") return false;
+  return is_shadow_present_pte(last.spte) && (last.spte & 0x80n) !== 0n;
 }
 
 /** The control writes that can change what a gpte means (EFER.NX, CR4.PSE/PAE, CR0.PG). */

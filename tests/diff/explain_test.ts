@@ -81,7 +81,7 @@ const EXPECTED_KVM_SIGNATURES: Record<string, string> = {
   "legacy32/mmio-spte-overwrite-skips-write-protect.json":
     "invariant:legacy32:store:I-6a|mech=mmio_spte_replaced@exit",
   "legacy32/two-vcpus-cr4-pse-differ.json":
-    "observation:legacy32:load:ok-vs-pf:not-present-ps-ignored@PT|mech=emulated_writes@walk|leaf=synced",
+    "observation:legacy32:load:ok-vs-pf:not-present-ps-ignored@PT|mech=emulated_writes@walk|leaf=synced|modes=mixed",
   "legacy32/sync-refreshes-stale-mmio-spte-store.json":
     "memory:legacy32:store:data|mech=pf_mmio_spte_created,mmio_cache_hits@emulate|leaf=mmio-ram",
   "legacy32/sync-refreshes-stale-mmio-spte.json":
