@@ -81,6 +81,11 @@ export interface DiffStep {
    * this one completed (an emulated store before its page-track zap).
    */
   readonly finishing?: readonly number[];
+  /**
+   * A concurrent case: whether memory was compared and the audit run after this op (only when
+   * nothing was in flight), and passed. Absent in a sequential case (always after every op).
+   */
+  audited?: boolean;
   readonly choices: StepChoices;
   readonly sut: SutStep;
   /** The oracle's commit of the SUT's outcome (null when the step diverged). */
@@ -381,7 +386,10 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
       return fail("memory", detail, [hex(bad.oracle)], hex(bad.sut), at);
     }
     const findings = options.audit?.(sut.kvm) ?? [];
-    if (findings.length === 0) return true;
+    if (findings.length === 0) {
+      if (c.schedule !== undefined) step.audited = true;
+      return true;
+    }
     return fail(
       "invariant",
       findings.map((f) => `${f.invariant}: ${f.detail}`).join("\n"),
@@ -442,6 +450,7 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
         committed,
         adoptedA: [],
         mechanisms,
+        ...(c.schedule === undefined ? {} : { audited: false }),
       });
     if (got.kind === "failure") {
       record(null);

@@ -319,6 +319,12 @@ function moved(s: DiffStep, ...counters: Counter[]): boolean {
  * the module doc); the window is `[start, d]`.
  */
 function windowStart(steps: readonly DiffStep[], d: number, kind: DivergenceKind): number {
+  if (kind === "invariant" && steps.some((s) => s.audited !== undefined)) {
+    // A concurrent case audits only when nothing is in flight: every op since the last audit
+    // may have broken the invariant.
+    for (let i = d - 1; i >= 0; i--) if (steps[i]!.audited) return i + 1;
+    return 0;
+  }
   if (kind === "invariant" || kind === "sut-failure") return d;
   const op = steps[d]!.choices.op;
   const la = laOf(op);
