@@ -465,10 +465,12 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
     );
     if (candidates.length === 0) {
       record(null);
-      // A concurrent case compares memory late: a value read from a word where the memories
+      // A concurrent case compares memory late: a value read from a RAM word where the memories
       // already differ shows an earlier op's memory divergence, which is the one to report.
       const read = got.observation.kind === "ok" ? got.observation : null;
-      if (c.schedule !== undefined && read?.value != null) {
+      if (
+        c.schedule !== undefined && read?.value != null && oracle.memory.slotOf(read.gpa >> 12n)
+      ) {
         const word = read.gpa & ~7n;
         const o = oracle.memory.read(word, 8);
         const s = sut.readGuestWord(word);
