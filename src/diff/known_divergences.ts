@@ -124,7 +124,7 @@ export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
   },
   {
     id: "kvm-mmio-spte-overwrite-skips-unsync",
-    pattern: /^invariant:[^:]+:[^:]+:I-6[ab](,I-[89])*\|mech=mmio_spte_replaced[,@]/,
+    pattern: /^invariant:[^:]+:[^:]+:I-6[ab](,I-[89])*\|mech=([a-z_]+,)?mmio_spte_replaced[,@]/,
     explanation: "When a RAM mapping replaces an MMIO SPTE (its gfn got a memslot, or the " +
       "gpte of an unsync page now points at RAM), in a fault or in pte_prefetch, make_spte " +
       "sees the old SPTE's access bits, which include PT_WRITABLE_MASK for a writable gpte, as " +
