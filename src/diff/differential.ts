@@ -515,9 +515,22 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
       const word = BigInt(gpa) & ~7n;
       const past = [...new Set(inFlight.map((i) => startedAt.get(i) ?? 0))];
       const value = sut.readGuestWord(word);
-      // The D bits a store in flight may set, as the oracle sees it now, at the walk.
+      // The D bits a store in flight may set: as the oracle sees it now, or, since a walk is not
+      // atomic (its reads come before its A/D updates), in an entry a store's walk could reach
+      // when it started.
       const newD = value & ~oracle.memory.read(word, 8) & (D_LOW | D_HIGH);
-      const dirty = newD === 0n ? 0n : inFlightDirty(oracle, c, inFlight).get(word) ?? 0n;
+      let dirty = newD === 0n ? 0n : inFlightDirty(oracle, c, inFlight).get(word) ?? 0n;
+      if ((newD & ~dirty) !== 0n && inFlight.some((i) => c.program[i]!.op === "store")) {
+        for (const [bit, entry] of [[D_LOW, word], [D_HIGH, word + 4n]] as const) {
+          if ((newD & bit) === 0n) continue;
+          const reached = past.some((t) =>
+            Array.from({ length: c.vcpus }, (_, v) => v).some((v) =>
+              oracle.accessedMayBeSet(v, entry, undefined, t)
+            )
+          );
+          if (reached) dirty |= bit;
+        }
+      }
       published.push({ word, value, past, dirty });
     };
     const start = (index: number) => startedAt.set(index, oracle.committedSteps);
