@@ -29,6 +29,7 @@ import type { Counter } from "../shadow/stats.ts";
 import { type Decider, Scheduler, threadOf } from "../shadow/scheduler.ts";
 import { COUNTERS } from "../shadow/stats.ts";
 import { DirtyLogContract } from "./dirty_log_contract.ts";
+import { wordMaskOf } from "./mem_write.ts";
 import {
   ShadowMachine,
   type ShadowMachineOptions,
@@ -143,7 +144,7 @@ function writesVisible(m: ReferenceMachine, sut: ShadowMachine, index: number, c
     ) return true;
     const word = sut.readGuestWord(w.addr);
     if (w.kind === "store") return word === w.value;
-    const mask = w.bytes === 4 && (w.addr & 4n) !== 0n ? w.mask << 32n : w.mask;
+    const mask = wordMaskOf(w);
     return (word & mask) === mask;
   });
 }
@@ -269,7 +270,7 @@ function inFlightDirty(
       for (const w of o.writes) {
         if (w.kind !== "D") continue;
         const word = w.addr & ~7n;
-        const mask = w.bytes === 4 && (w.addr & 4n) !== 0n ? w.mask << 32n : w.mask;
+        const mask = wordMaskOf(w);
         bits.set(word, (bits.get(word) ?? 0n) | mask);
       }
     }
@@ -348,11 +349,7 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
   const blame = (gpa: bigint, bits: bigint): number | null =>
     steps.findLast((s) =>
       s.committed?.outcome.writes.some((w) => {
-        const mask = w.kind === "store"
-          ? ~0n
-          : w.bytes === 4 && (w.addr & 4n) !== 0n
-          ? w.mask << 32n
-          : w.mask;
+        const mask = w.kind === "store" ? ~0n : wordMaskOf(w);
         return (w.addr & ~7n) === gpa && (mask & bits) !== 0n;
       })
     )?.index ?? null;

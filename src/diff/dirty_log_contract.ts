@@ -18,6 +18,7 @@ import type { CommittedStep, ReferenceMachine } from "../../oracles/machine.ts";
 import { hex } from "../model/hex.ts";
 import type { Op } from "../model/op.ts";
 import type { Completion } from "../shadow/scheduler.ts";
+import { wordMaskOf } from "./mem_write.ts";
 
 interface Owed {
   readonly slot: number;
@@ -43,8 +44,7 @@ export class DirtyLogContract {
       const slot = oracle.memory.slotOf(gfn);
       if (!slot || !oracle.dirtyLogging(slot.slot)) return;
       const { index, started, completed } = done;
-      const mask = w.bytes === 4 && (w.addr & 4n) !== 0n ? w.mask << 32n : w.mask;
-      const bits = w.kind === "store" ? null : { word: w.addr & ~7n, mask };
+      const bits = w.kind === "store" ? null : { word: w.addr & ~7n, mask: wordMaskOf(w) };
       this.#owed.push({ slot: slot.slot, gfn, bits, index, started, completed });
     });
   }

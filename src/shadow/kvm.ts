@@ -155,18 +155,10 @@ export class Kvm {
   }
 
   /**
-   * True when the running thread could not take `mmu_lock` now: a thread it preempted holds it.
-   * The running thread cannot spin, since the one it preempted only resumes when it is done:
-   * {@link write_lock} throws {@link MmuLockContended} and the operation is retried from its
-   * start, as after `RET_PF_RETRY` (concurrent cases only).
-   */
-  mmu_lock_contended(): boolean {
-    return this.mmu_lock_owner !== null;
-  }
-
-  /**
    * `write_lock(&kvm->mmu_lock)`: atomic step "mmu_lock:acquire" (another thread may run, and
-   * take the lock, first), then the lock.
+   * take the lock, first), then the lock. When a thread the running one preempted holds it, the
+   * running thread cannot spin (that thread only resumes when this one is done): the operation
+   * is abandoned and retried from its start, as after `RET_PF_RETRY` (concurrent cases only).
    *
    * @throws {MmuLockContended} when a preempted thread holds it (concurrent cases only)
    * @throws {Error} when the running thread already holds it (a model bug: it is not recursive)
@@ -176,7 +168,7 @@ export class Kvm {
     if (this.mmu_lock_owner === this.current_thread) {
       throw new Error(`thread ${this.current_thread} takes mmu_lock twice`);
     }
-    if (this.mmu_lock_contended()) throw new MmuLockContended();
+    if (this.mmu_lock_held) throw new MmuLockContended();
     this.mmu_lock_owner = this.current_thread;
   }
 
