@@ -75,7 +75,7 @@ function emulator_write_phys(vcpu: KvmVcpu, gpa: number, value: bigint): boolean
   if (!slot || slot.readOnly) return false;
   // The write and its page-track notification (which takes mmu_lock when anything is shadowed)
   // are one step here: when the lock is held by a thread this one preempted, the instruction
-  // is retried before it writes, instead of spinning after it (see Kvm.mmuLockContendedHook).
+  // is retried before it writes, instead of spinning after it (see Kvm.write_lock).
   if (kvm.indirect_shadow_pages !== 0 && kvm.mmu_lock_held) throw new MmuLockContended();
   kvm.writeGuestPhys(gpa, 8, value);
   kvm.mark_page_dirty_in_slot(slot, gfn);

@@ -42,7 +42,7 @@ export class SchedulerInterrupt extends Error {}
 
 /**
  * The running thread would have to spin on `mmu_lock` held by a thread it preempted (see
- * {@link Kvm.mmuLockContendedHook}): the scheduler retries its operation later.
+ * {@link Kvm.write_lock}): the scheduler retries its operation later.
  */
 export class MmuLockContended extends SchedulerInterrupt {
   constructor() {
