@@ -71,8 +71,9 @@
  *   last invalidation of the page on that vCPU was a #PF with P=0 (with RSVD=1), which KVM's
  *   `kvm_inject_emulated_page_fault` does not turn into an invalidation of its shadow entries.
  * - `leaf` (observation and memory divergences of an op with a linear address): the shadow page
- *   holding the SUT's leaf SPTE for that address after the step: `unsync`, `synced` (indirect,
- *   write-protected), `direct`, or `mmio`, `mmio-unsync` (an MMIO SPTE in an unsync page: the
+ *   holding the SUT's leaf SPTE for that address after the step: `unsync`, `syncing` (a
+ *   concurrent case seen while another thread syncs it: the SPTE is still the unsync one),
+ *   `synced` (indirect, write-protected), `direct`, or `mmio`, `mmio-unsync` (an MMIO SPTE in an unsync page: the
  *   guest may have changed its PTE since), `mmio-ram` (an MMIO SPTE of the current memslot
  *   generation for a gfn that a memslot now backs: re-marked since the memslot appeared),
  *   `mmio-ram-old-gen` (the same, made before the memslot appeared: `check_mmio_spte` should
@@ -445,6 +446,24 @@ function earlierGpas(steps: readonly DiffStep[], d: number, la: bigint, vcpu: nu
   return out;
 }
 
+/**
+ * `ok-vs-pf:rights-smap@<level>` when the SUT completed an access whose cached candidate (an
+ * outcome the paging-structure caches allow, not the fresh walk) faults on SMAP: the SUT's
+ * result came from that translation without the fault (CR0.WP=0 kernel SPTEs lose U).
+ */
+function smapMissed(c: Case, steps: readonly DiffStep[], d: number): string | null {
+  const s = steps[d]!;
+  const { wp } = bitsAt(c, steps, d, vcpuOf(s.choices.op));
+  for (const o of s.choices.outcomes.slice(1)) {
+    const cw = o.walk;
+    if (o.observation.kind !== "pf" || cw?.kind !== "pf" || cw.reason !== "rights") continue;
+    if (rightsRule(s.choices.op, cw.path, wp) === "smap") {
+      return `ok-vs-pf:rights-smap@${cw.level ?? "-"}`;
+    }
+  }
+  return null;
+}
+
 function observationDiff(c: Case, steps: readonly DiffStep[], d: number): string {
   const s = steps[d]!;
   if (s.sut.kind !== "observation") return "failure";
@@ -485,18 +504,11 @@ function observationDiff(c: Case, steps: readonly DiffStep[], d: number): string
           ? "reserved-xd"
           : w.reason;
         if (psIgnored) return `ok-vs-pf:${why}-ps-ignored@${w.level ?? "-"}`;
-        // The SUT's result came from a cached translation: when the architecture's cached
-        // candidate faults on SMAP, that is the fault it missed (CR0.WP=0 kernel SPTEs lose U).
-        for (const o of outcomes.slice(1)) {
-          const cw = o.walk;
-          if (o.observation.kind !== "pf" || cw?.kind !== "pf" || cw.reason !== "rights") continue;
-          if (rightsRule(s.choices.op, cw.path, wp) === "smap") {
-            return `ok-vs-pf:rights-smap@${cw.level ?? "-"}`;
-          }
-        }
-        return `ok-vs-pf:${why}@${w.level ?? "-"}`;
+        return smapMissed(c, steps, d) ?? `ok-vs-pf:${why}@${w.level ?? "-"}`;
       }
-      if (oks.length > 0) return "gpa";
+      // A translation no candidate gives: when the cached candidate faults on SMAP, the SUT used
+      // that translation without the fault (the fresh walk's new translation is not the story).
+      if (oks.length > 0) return smapMissed(c, steps, d) ?? "gpa";
       break;
     }
     case "pf": {
@@ -813,7 +825,7 @@ function lastSpte(
 }
 
 /**
- * The state of the SUT's leaf for `la` (see the module doc): `unsync`, `synced`, `direct`,
+ * The state of the SUT's leaf for `la` (see the module doc): `unsync`, `syncing`, `synced`, `direct`,
  * `mmio`, `mmio-unsync`, `mmio-ram`, `mmio-ram-old-gen`, `none` (the walk ends at a non-present
  * SPTE) or `noroot`.
  */
@@ -828,10 +840,11 @@ function leafState(kvm: Kvm, vcpuIndex: number, la: bigint): string {
         const current = kvm.memslots.generation & MMIO_SPTE_GEN_MASK;
         return get_mmio_spte_generation(last.spte) === current ? "mmio-ram" : "mmio-ram-old-gen";
       }
-      return sp?.unsync ? "mmio-unsync" : "mmio";
+      return sp?.unsync || sp?.syncing ? "mmio-unsync" : "mmio";
     }
     if (!is_shadow_present_pte(last.spte)) return "none";
-    return !sp ? "none" : sp.unsync ? "unsync" : sp.role.direct ? "direct" : "synced";
+    if (!sp) return "none";
+    return sp.unsync ? "unsync" : sp.syncing ? "syncing" : sp.role.direct ? "direct" : "synced";
   } catch {
     return "none";
   }

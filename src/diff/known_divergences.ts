@@ -98,21 +98,22 @@ export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
   {
     id: "kvm-not-present-pf-keeps-unsync-spte",
     pattern:
-      /^(observation:[^|]*:(ok-vs-pf:[^|]*|gpa(-stale)?)|memory:[^|]*:-[AD][^|]*)\|.*\|leaf=(mmio-)?unsync\|after=pf-not-present$/,
+      /^(observation:[^|]*:(ok-vs-pf:[^|]*|gpa(-stale)?)|memory:[^|]*:-[AD][^|]*)\|.*\|leaf=(mmio-)?(unsync|syncing)\|after=pf-not-present$/,
     explanation: "kvm_inject_emulated_page_fault invalidates the faulting address only for a " +
       "P=1 fault. When the guest made a PTE not-present without INVLPG and an access then " +
       "faulted on the stale SPTE of the unsync page (e.g. a write through a read-only one, or " +
       "one the MMIO info cache refused), the " +
       "#PF injected with P=0 leaves that SPTE, so a later access uses the old translation where " +
       "the architecture's #PF invalidated it (or, when the new PTE maps the same frame, does " +
-      "not walk the gptes and leaves A or D clear)",
+      "not walk the gptes and leaves A or D clear). In a concurrent case the page may be " +
+      "`syncing`: another vCPU's sync has not reached that SPTE yet",
     reference: "x86.c kvm_inject_emulated_page_fault; SDM Vol. 3A §4.10.4.1 (#PF invalidates)",
     example: "corpus/pae/not-present-pf-keeps-unsync-spte.json",
   },
   {
     id: "kvm-rsvd-pf-keeps-unsync-spte",
     pattern:
-      /^(observation:[^|]*:(ok-vs-pf:[^|]*|gpa(-stale)?)|memory:[^|]*:-[AD][^|]*)\|.*\|leaf=(mmio-)?unsync\|after=pf-rsvd$/,
+      /^(observation:[^|]*:(ok-vs-pf:[^|]*|gpa(-stale)?)|memory:[^|]*:-[AD][^|]*)\|.*\|leaf=(mmio-)?(unsync|syncing)\|after=pf-rsvd$/,
     explanation: "kvm_inject_emulated_page_fault does not invalidate the faulting address for a " +
       "fault with RSVD=1 (hardware caches no translation with reserved bits). With shadow paging " +
       "the stale SPTE of an unsync page is such a cached translation: when the guest wrote a " +

@@ -734,9 +734,12 @@ export function kvm_sync_spte(vcpu: KvmVcpu, sp: KvmMmuPage, i: number): number 
  * were dropped or lost writability.
  */
 export function kvm_sync_page(vcpu: KvmVcpu, sp: KvmMmuPage, invalid_list: KvmMmuPage[]): number {
+  // Not reset on an exception: a run stopped mid-sync leaves the page as the stop found it.
+  sp.syncing = true;
   const ret = __kvm_sync_page(vcpu, sp);
   if (ret < 0) kvm_mmu_prepare_zap_page(vcpu.kvm, sp, invalid_list);
   else if (ret > 0) kvm_flush_remote_tlbs(vcpu.kvm);
+  sp.syncing = false;
   return ret;
 }
 
@@ -789,6 +792,7 @@ export function mmu_sync_children(vcpu: KvmVcpu, parent: KvmMmuPage, _can_yield:
   if (flush) kvm_flush_remote_tlbs(kvm);
   for (const sp of pages) {
     if (is_obsolete_sp(kvm, sp)) continue;
+    sp.syncing = true;
     kvm_unlink_unsync_page(sp);
     kvm_sync_page(vcpu, sp, invalid_list);
     clear_parents_after_sync(kvm, sp);

@@ -48,6 +48,13 @@ export class KvmMmuPage {
   write_flooding_count = 0;
   /** `clear_spte_count` of the 32-bit-host split-SPTE protocol. */
   clear_spte_count = 0;
+  /**
+   * Not KVM state, a diagnostic for the harness: true while a sync of this page is in flight
+   * (from `kvm_unlink_unsync_page` in `mmu_sync_children` to the end of `kvm_sync_page`). In KVM
+   * that is only the mmu_lock holder's stack; another vCPU that reads the page's SPTEs in the
+   * meantime (in guest mode or locklessly) still sees the unsync contents.
+   */
+  syncing = false;
 
   /** Builds a page; `spt` is the zeroed host page at `pfn`. */
   constructor(

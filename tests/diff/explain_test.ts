@@ -88,6 +88,10 @@ const EXPECTED_KVM_SIGNATURES: Record<string, string> = {
     "observation:legacy32:load:value|mech=pf_mmio_spte_created,mmio_cache_hits@emulate|leaf=mmio-ram",
   "pae/two-vcpus-nxe-differ-prefetched-xd-spte.json":
     "observation:pae:load:ok-vs-pf:not-present@PT|mech=prefetched_sptes@walk|leaf=unsync|modes=mixed",
+  "legacy32/two-vcpus-not-present-pf-during-sync.json":
+    "observation:legacy32:load:ok-vs-pf:not-present@PT|mech=none@walk|leaf=syncing|after=pf-not-present",
+  "pae/smap-wp0-kernel-spte-stale-unsync-translation.json":
+    "observation:pae:load:ok-vs-pf:rights-smap@PT|mech=prefetched_sptes,sp_reused@walk|leaf=unsync",
   "pae/not-present-pf-keeps-unsync-spte.json":
     "observation:pae:load:ok-vs-pf:not-present@PT|mech=none@walk|leaf=unsync|after=pf-not-present",
   "pae/stale-mmio-spte-store-no-dirty.json":
