@@ -11,6 +11,8 @@
 import type { Case, Memslot } from "../src/model/case.ts";
 
 const PAGE_WORDS = 512;
+/** What a page no one wrote reads as. */
+const ZERO_PAGE: Readonly<BigUint64Array> = new BigUint64Array(PAGE_WORDS);
 
 /** A piece of a word's history: it held `value` at every time in `[from, to]`. */
 export interface Segment {
@@ -32,6 +34,8 @@ export class GuestMemory {
   #pages = new Map<bigint, BigUint64Array>();
   /** Per 8-byte word address: change times (ascending) and the values from then on. */
   #history = new Map<bigint, { times: number[]; values: bigint[] }>();
+  /** The words of each page that have a history (keys of {@link #history}), by gfn. */
+  #historyByPage = new Map<bigint, bigint[]>();
   /**
    * Values a word held only inside a step: overwritten later in the same step (an access's A/D
    * update, then its own store). Another processor, or this one, may have cached them.
@@ -195,6 +199,9 @@ export class GuestMemory {
     if (!h) {
       h = { times: [0], values: [old] };
       this.#history.set(word, h);
+      const list = this.#historyByPage.get(gfn);
+      if (list) list.push(word);
+      else this.#historyByPage.set(gfn, [word]);
     }
     if (h.times[h.times.length - 1] === this.#now) {
       const before = h.values[h.values.length - 1]!;
@@ -214,6 +221,27 @@ export class GuestMemory {
       h.values.push(next);
     }
     return "written";
+  }
+
+  /**
+   * Page `gfn` as the guest saw it at time `t` (default: now), all 512 words: what
+   * {@link readWordAt} gives for each, read at once. Now, it is the backing page itself, without
+   * copying (do not modify); a page outside every memslot, or never written, reads as zeros.
+   */
+  pageAt(gfn: bigint, t?: number): Readonly<BigUint64Array> {
+    if (!this.slotOf(gfn, t ?? this.#now)) return ZERO_PAGE;
+    const live = this.#pages.get(gfn);
+    if (t === undefined || !live) return live ?? ZERO_PAGE;
+    const words = this.#historyByPage.get(gfn);
+    if (!words) return live;
+    const out = live.slice();
+    for (const word of words) {
+      const h = this.#history.get(word)!;
+      let value = h.values[0]!;
+      for (let i = 0; i < h.times.length && h.times[i]! <= t; i++) value = h.values[i]!;
+      out[Number((word >> 3n) & 511n)] = value;
+    }
+    return out;
   }
 
   /** The backing store's page `gfn`, if it has one, without copying (do not modify). */

@@ -420,14 +420,24 @@ export class ReferenceMachine {
       if (seen.has(base + BigInt(depth))) return;
       seen.add(base + BigInt(depth));
       const count = 1 << level.indexBits;
+      const fromRegister = mode.kind === "pae" && depth === 0 && ctx.pdpteRegs !== null;
+      // The table's page read at once; an entry whose P bit (bit 0 of its low doubleword) is
+      // clear is skipped without reading it as a number.
+      const page = fromRegister ? null : this.memory.pageAt(base >> 12n, atStep);
+      const dwords = page ? new Uint32Array(page.buffer, page.byteOffset, 1024) : null;
+      const first = Number(base & 0xfffn);
       for (let i = 0; i < count; i++) {
+        const offset = first + i * bytes;
+        if (dwords && (dwords[offset >> 2]! & 1) === 0) continue;
         const at = base + BigInt(i * bytes);
-        const fromRegister = mode.kind === "pae" && depth === 0 && ctx.pdpteRegs !== null;
+        const word = page ? page[offset >> 3]! : 0n;
         const value = fromRegister
           ? ctx.pdpteRegs![i]!
-          : atStep === undefined
-          ? this.memory.read(at, bytes)
-          : this.memory.readAt(at, bytes, atStep);
+          : bytes === 8
+          ? word
+          : (offset & 4) === 0
+          ? word & 0xffff_ffffn
+          : word >> 32n;
         const meaning = interpretEntry(mode, level, value);
         if (!meaning.present || meaning.reservedSet !== 0n) continue;
         if (!fromRegister) out.add(at);
