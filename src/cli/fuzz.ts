@@ -60,9 +60,9 @@ and compares them step by step. Findings are written to --out as replayable case
   --workers N       worker threads (default: the number of cores)
   --discipline D    strict (invalidate before using a changed translation), relaxed, or mixed (default)
   --mode M          only guest mode M (repeatable): ${GUEST_MODES.join(", ")}
-  --vcpus N         vCPUs in every case, 1 to 4 (default: each case draws 1 to 4); the vCPUs and
-                    the host thread interleave at the SUT's atomic steps, and a finding records
-                    the schedule that ran
+  --vcpus N         vCPUs in every case, 1 to 4 (default: each case draws 1 to 4, half of the
+                    cases 1); the vCPUs and the host thread interleave at the SUT's atomic steps,
+                    and a finding records the schedule that ran
   --host32          every case on a 32-bit host: SPTEs are written and read in halves (the
                     split-SPTE protocol; default: one case in four)
   --inject NAME     switch on an injected bug in every case (repeatable): ${

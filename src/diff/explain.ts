@@ -701,10 +701,12 @@ export function divergenceSignature(c: Case, r: DiffResult): string | null {
   const mixedInvariant = dv.kind === "invariant" && /I-[89]m/.test(differs);
   const mixedLeaf = dv.kind === "observation" && la !== null && r.sut !== null &&
     (leafNxFromOtherMode(r.sut.kvm, observer, la) || leafPsFromOtherMode(r.sut.kvm, observer, la));
-  // A concurrent case audits only when nothing is in flight, maybe well after a control write
-  // changed a vCPU's mode: the modes were mixed in between.
+  // A concurrent case audits only when nothing is in flight, maybe after a control write
+  // changed a vCPU's mode: the modes were mixed in between. For an invariant, only a write
+  // since the last audit counts (an earlier one was audited after it, with nothing flagged).
+  const since = dv.kind === "invariant" ? windowStart(r.steps, d, "invariant") : 0;
   const modeWritten = c.schedule !== undefined &&
-    r.steps.slice(0, d + 1).some((st) =>
+    r.steps.slice(since, d + 1).some((st) =>
       MODE_WRITES.has(st.choices.op.op) && st.committed?.outcome.control
     );
   const modeChanged = modeWritten && (mixedInvariant || mixedLeaf);

@@ -36,7 +36,10 @@ export type { GuestMode } from "./fuzz_shape.ts";
 export { GUEST_MODES } from "./fuzz_shape.ts";
 
 /** The generator's name and version, recorded in every case's `meta.found.generator`. */
-export const FUZZ_GENERATOR = "shadow-fuzz@4";
+export const FUZZ_GENERATOR = "shadow-fuzz@5";
+
+/** The vCPU count of each value of the genome's `vcpus` gene. */
+const VCPUS_OF_GENE: readonly number[] = [1, 1, 1, 1, 2, 2, 3, 4];
 
 /**
  * The version of fast-check the generator runs on (the one `deno.json` imports): a case's seed
@@ -68,7 +71,7 @@ function caseOf(g: Genome, options: FuzzGenOptions, modes: readonly GuestMode[])
   const mode = modes[g.mode % modes.length]!;
   const cpu = cpuOf(mode, g.cpu);
   const control = controlOf(mode, g.control, cpu);
-  const vcpus = options.vcpus ?? 1 + g.vcpus;
+  const vcpus = options.vcpus ?? VCPUS_OF_GENE[g.vcpus]!;
   const host32 = options.host32 ?? g.host32 === 0;
   const layout = buildLayout(g, { mode, cpu, control });
   const { discipline } = options;

@@ -67,8 +67,8 @@ export interface PteGene {
   /**
    * 2 or 3 (relaxed discipline): a load of an address the store retargets before it, and after
    * it (with PCIDs, after a context switch away and back, {@link Cr3Gene.trip}) a load again, or
-   * a store for an MMIO retarget. 1 (relaxed, two vCPUs or more): a race on the table, see
-   * `ProgramBuilder`.
+   * a store for an MMIO retarget. 0 or 1 (relaxed, two vCPUs or more): a race on the table, see
+   * `ProgramBuilder`; else a plain store.
    */
   readonly trip: number;
   readonly vcpu: number;
@@ -120,7 +120,11 @@ export interface Genome {
   readonly cpu: number;
   /** Initial CR0.WP, CR4 and EFER bits, RFLAGS.AC, packed. */
   readonly control: number;
-  /** vCPUs less one (1 to 4 vCPUs), unless the options fix the number. */
+  /**
+   * 0-3: one vCPU, 4-5: two, 6: three, 7: four, unless the options fix the number. Half the
+   * cases have one vCPU: most bugs need a sequence of ops on one vCPU, which more vCPUs spread
+   * thin; the race patterns need two or more.
+   */
   readonly vcpus: number;
   /** 0: a 32-bit host (split-SPTE protocol); else a 64-bit one, unless the options say. */
   readonly host32: number;
@@ -213,7 +217,7 @@ export function genomeArbitrary(modeCount: number, maxSteps: number): fc.Arbitra
     mode: u(modeCount - 1),
     cpu: u(0x3fff_ffff),
     control: u(0xffff),
-    vcpus: u(3),
+    vcpus: u(7),
     host32: u(3),
     roots: u(7),
     rootBits: u(0xffff),

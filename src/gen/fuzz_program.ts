@@ -12,7 +12,7 @@
 import { hex } from "../model/hex.ts";
 import type { FuzzControl, FuzzCpu } from "./fuzz_cpu.ts";
 import type { AccessGene, ControlGene, Genome, HostGene, PteGene } from "./fuzz_genome.ts";
-import type { Layout } from "./fuzz_layout.ts";
+import type { Layout, Root } from "./fuzz_layout.ts";
 import { pteValue, tableLa } from "./fuzz_pte.ts";
 import {
   GFN,
@@ -22,7 +22,7 @@ import {
   REMOVABLE_SLOTS,
   SLOT_RANGE,
 } from "./fuzz_shape.ts";
-import type { PageTables } from "./fuzz_tables.ts";
+import type { PageTables, Table } from "./fuzz_tables.ts";
 
 /** Program disciplines (ARCHITECTURE.md §7). */
 export type Discipline = "strict" | "relaxed";
@@ -60,6 +60,11 @@ export class ProgramBuilder {
   readonly #affects = new Map<number, Set<bigint>>();
   /** Addresses whose walk the last page-table store touched. */
   #recent: bigint[] = [];
+  /**
+   * The gfns of the tables some access of the program so far walks through (in the layout as
+   * built): KVM has likely shadowed those already.
+   */
+  readonly #walked = new Set<number>();
 
   constructor(lay: Layout, setup: ProgramSetup) {
     const { cpu, control, vcpus, discipline } = setup;
@@ -186,6 +191,7 @@ export class ProgramBuilder {
       else la = safe;
     }
     this.#flush(v);
+    this.#walk(v, la);
     const cpl = g.cpl3 ? 3 : 0;
     if (kind !== "store") {
       this.ops.push({ op: kind, vcpu: v, la: hex(la), cpl });
@@ -207,12 +213,44 @@ export class ProgramBuilder {
     return out & U64 & ~7n;
   }
 
+  /** Records the tables vCPU `v`'s walk of `la` reads (see {@link #walked}). */
+  #walk(v: number, la: bigint): void {
+    const root = this.#lay.roots[this.#vcpus[v]!.root]!;
+    if (this.#pt && root.table) this.#pt.translate(root.table, la, (gfn) => this.#walked.add(gfn));
+  }
+
+  /**
+   * The table of a race (see {@link #pteStore}): the gene's, or the next one in the layout that
+   * no access has walked through yet and some mapped address walks through. A race shows most
+   * when KVM has not shadowed the table: the first store then maps it writable, and shadowing
+   * it in the middle of the race must write-protect it and flush every TLB.
+   */
+  #raceTable(g: PteGene, root: Root): Table | undefined {
+    const tables = this.#pt!.tables;
+    // Page tables first: KVM shadows the upper levels of 32-bit and PAE paging when it loads
+    // the root, and a store to a shadowed upper-level table is emulated, never mapped writable.
+    for (const level of [1, 0]) {
+      for (let k = 0; k < tables.length; k++) {
+        const t = tables[(g.table + k) % tables.length]!;
+        if (level !== 0 && t.level !== level) continue;
+        if (this.#walked.has(t.gfn) || tableLa(this.#lay, t, root, g.via) === null) continue;
+        for (let w = 0; w < 512; w++) if (this.#affects.has(t.gfn * 512 + w)) return t;
+      }
+    }
+    return tables[g.table % tables.length];
+  }
+
   /** A store of a plausible entry into a page table, through the self-map slot or the window. */
   #pteStore(g: PteGene, i: number): void {
     const pt = this.#pt;
     const v = this.#v(g.vcpu);
     const root = this.#lay.roots[this.#vcpus[v]!.root]!;
-    const t = pt ? pt.tables[g.table % pt.tables.length] : undefined;
+    const racing = !this.#strict && g.trip <= 1 && this.#vcpus.length >= 2;
+    const t = !pt
+      ? undefined
+      : racing
+      ? this.#raceTable(g, root)
+      : pt.tables[g.table % pt.tables.length];
     const tla = pt && t ? tableLa(this.#lay, t, root, g.via) : null;
     if (!pt || !t || tla === null) {
       // No table reachable: a data store instead.
@@ -220,7 +258,11 @@ export class ProgramBuilder {
     }
     const used = [...t.used].sort((a, b) => a - b);
     const sel = g.entry % (used.length + 1);
-    const e = sel < used.length ? used[sel]! : (g.entry * 13 + 1) % pt.size(t);
+    let e = sel < used.length ? used[sel]! : (g.entry * 13 + 1) % pt.size(t);
+    // A race needs an entry some address walks through.
+    const walkedThrough = (x: number) =>
+      this.#affects.has(t.gfn * 512 + ((t.base + x * pt.ctx.shape.entryBytes) >> 3));
+    if (racing && !walkedThrough(e)) e = used.find(walkedThrough) ?? e;
     const bytes = pt.ctx.shape.entryBytes;
     const offset = t.base + e * bytes;
     const fresh = pteValue(pt, t, e, g);
@@ -244,7 +286,7 @@ export class ProgramBuilder {
     // table's mapping, another walks through the table (shadowing it: write-protect, flush), this
     // vCPU edits the entry again (R/W flipped; through its TLB entry, if a flush missed it), and the other
     // invalidates and walks again. The schedule decides how they overlap.
-    const race = !this.#strict && g.trip === 1 && affected.length > 0 && this.#vcpus.length >= 2;
+    const race = racing && affected.length > 0;
     if (race) {
       const other = (v + 1 + (g.pick % (this.#vcpus.length - 1))) % this.#vcpus.length;
       const store = { op: "store" as const, vcpu: v, la: hex(la), cpl: g.cpl3 ? 3 : 0 };
@@ -255,12 +297,16 @@ export class ProgramBuilder {
         { op: "invlpg", vcpu: other, la: target },
         { op: "load", vcpu: other, la: target, cpl: 0 },
       );
+      this.#walk(v, la);
+      this.#walk(other, affected[0]!);
       this.#owe(null);
       this.#recent = affected;
       return;
     }
     if (touch) this.ops.push({ op: "load", vcpu: v, la: target, cpl: 0 });
     this.ops.push({ op: "store", vcpu: v, la: hex(la), cpl: g.cpl3 ? 3 : 0, value: hex(value) });
+    this.#walk(v, la);
+    if (touch) this.#walk(v, affected[0]!);
     this.#owe(null);
     this.#recent = affected;
     if (touch) {

@@ -5,7 +5,8 @@
  * host), kept low so an op gets deep into its path; one for the protocol windows, where the
  * races live (between `mmu_spte_update`'s read and its write, the halves of a split SPTE,
  * around `mmu_lock`, before a cmpxchg, between remote-flush deliveries). Then a ready thread is
- * picked at random. The scheduler records every choice, and a finding's case carries that record
+ * picked: the one whose op comes first in the program, at a third rate, else one at random.
+ * With nothing running, ops start in program order. The scheduler records every choice, and a finding's case carries that record
  * as its `schedule`.
  *
  * @module
@@ -17,6 +18,15 @@ import { Prng } from "./prng.ts";
 export const WALK_RATES: readonly number[] = [0, 0.01, 0.05];
 /** Preemption rates at the protocol windows. */
 export const WINDOW_RATES: readonly number[] = [0.05, 0.2, 0.5, 0.9];
+
+/**
+ * How often the thread that preempts is the one whose next op comes first in the program rather
+ * than a random ready one. (With nothing running, the next op in the program starts: the
+ * program order is random already, and following it keeps the generator's cross-vCPU patterns,
+ * such as a store, another vCPU's walk through the table and the store again, in their order,
+ * for the preemptions to overlap as written.)
+ */
+export const ORDER_RATES: readonly number[] = [0, 0.5, 0.9];
 
 /**
  * The windows right after a thread drops `mmu_lock` (what it left for after the unlock races
@@ -34,11 +44,14 @@ export function scheduleDecider(seed: number): Decider {
   const windowRate = WINDOW_RATES[prng.below(WINDOW_RATES.length)]!;
   const window = Math.floor(windowRate * 2 ** 32);
   const release = Math.floor(Math.max(windowRate, RELEASE_RATE) * 2 ** 32);
+  const order = Math.floor(ORDER_RATES[prng.below(ORDER_RATES.length)]! * 2 ** 32);
+  const pick = (ready: readonly number[]) =>
+    prng.next() < order ? ready[0]! : ready[prng.below(ready.length)]!;
   return {
     preempt: (_running, ready, step) => {
       const threshold = FREQUENT.has(step) ? walk : step === "mmu_lock:release" ? release : window;
-      return prng.next() < threshold ? ready[prng.below(ready.length)]! : null;
+      return prng.next() < threshold ? pick(ready) : null;
     },
-    start: (ready) => ready[prng.below(ready.length)]!,
+    start: (ready) => ready[0]!,
   };
 }

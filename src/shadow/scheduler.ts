@@ -79,6 +79,8 @@ export interface SchedulerStats {
 /**
  * Makes the choices of a generated case once its schedule is used up. What it chooses is
  * recorded ({@link Scheduler.recorded}), so the case replays with the recorded schedule alone.
+ * `ready` lists the threads that could start an op, in the program order of those ops (the
+ * first is the thread whose next op comes first in the program).
  */
 export interface Decider {
   /**
@@ -234,9 +236,10 @@ export class Scheduler {
     return t;
   }
 
-  /** The threads that could start an op now. */
+  /** The threads that could start an op now, in the program order of their next ops. */
   #ready(): number[] {
-    return this.#queues.flatMap((_, t) => (this.#canStart(t) ? [t] : []));
+    return this.#queues.flatMap((_, t) => (this.#canStart(t) ? [t] : []))
+      .sort((a, b) => this.#queues[a]![0]! - this.#queues[b]![0]!);
   }
 
   /** The thread to start at top level, or null when every queue is empty. */
@@ -247,8 +250,7 @@ export class Scheduler {
     }
     const ready = this.#ready();
     if (ready.length === 0) return null;
-    if (this.#decider) return this.#record(this.#decider.start(ready));
-    return ready.reduce((best, t) => (this.#queues[t]![0]! < this.#queues[best]![0]! ? t : best));
+    return this.#decider ? this.#record(this.#decider.start(ready)) : ready[0]!;
   }
 
   /** At an atomic step of the running thread: run what the schedule says, then go on. */
