@@ -108,6 +108,10 @@ export interface DiffResult {
    * with it in place of the case's, the case replays the same way. Null for a sequential case.
    */
   readonly schedule: readonly number[] | null;
+  /** For each entry of {@link schedule}, what the scheduler does there without one. */
+  readonly scheduleDefaults: readonly number[] | null;
+  /** For each entry of {@link schedule}, where it was consumed (`Scheduler.anchors`). */
+  readonly scheduleAnchors: readonly string[] | null;
 }
 
 /** Text of a SUT step, in the oracle's vocabulary. */
@@ -294,6 +298,8 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
       steps: [],
       sut: null,
       schedule: null,
+      scheduleDefaults: null,
+      scheduleAnchors: null,
     };
   }
   let sut: ShadowMachine;
@@ -303,7 +309,14 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
     if (e instanceof RangeError) throw e; // an unknown injected bug: bad input
     const reason = e instanceof Error ? e.message : String(e);
     const verdict: DiffVerdict = { status: "unsupported", step: null, reason };
-    return { verdict, steps: [], sut: null, schedule: null };
+    return {
+      verdict,
+      steps: [],
+      sut: null,
+      schedule: null,
+      scheduleDefaults: null,
+      scheduleAnchors: null,
+    };
   }
   const steps: DiffStep[] = [];
   const written = new Set<bigint>();
@@ -499,7 +512,7 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
     return committed;
   };
 
-  let schedule: readonly number[] | null = null;
+  let schedule: ReturnType<typeof runConcurrent> | null = null;
   if (c.schedule === undefined) {
     const scope: CheckScope = { memory: true, audit: true, dirtyLog: null, inFlight: [] };
     c.program.every((op, i) => check(i, sut.step(op), scope) !== null);
@@ -553,7 +566,14 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
       options.decider ?? null,
     );
   }
-  return { verdict: verdict ?? { status: "pass" }, steps, sut, schedule };
+  return {
+    verdict: verdict ?? { status: "pass" },
+    steps,
+    sut,
+    schedule: schedule?.recorded ?? null,
+    scheduleDefaults: schedule?.defaults ?? null,
+    scheduleAnchors: schedule?.anchors ?? null,
+  };
 }
 
 /**
@@ -573,7 +593,7 @@ function runConcurrent(
     end: (index: number, thread: number) => void;
   },
   decider: Decider | null,
-): readonly number[] {
+): { recorded: readonly number[]; defaults: readonly number[]; anchors: readonly string[] } {
   const scheduler = new Scheduler(sut, c.program, c.vcpus, c.schedule ?? [], decider);
   const log = new DirtyLogContract();
   let last: number | null = null;
@@ -605,7 +625,8 @@ function runConcurrent(
   } else if (!failed && last !== null) {
     settle(last, true);
   }
-  return scheduler.recorded;
+  const { recorded, defaults, anchors } = scheduler;
+  return { recorded, defaults, anchors };
 }
 
 /** `f`, computed at the first call only. */

@@ -6,8 +6,11 @@
  *
  * 1. the program is cut after the diverging step, then `ddmin` over its ops (1-minimal);
  *    a concurrent case's schedule is cut to the entries its run consumed, replaced by an empty
- *    one (program order) or none (a sequential case) when the signature survives that, else
- *    reduced by `ddmin` over its entries;
+ *    one (program order) or none (a sequential case) when the signature survives that, else its
+ *    choices (preemptions, ops started out of program order) are dropped one by one, last
+ *    first. Entries are positional, so a candidate is re-recorded from the remaining choices
+ *    by anchor (the op and its atomic step, `Scheduler.anchors`), as is a candidate without
+ *    some ops: the choices stay with the ops they were made in;
  * 2. memory: `ddmin` over whole pages, then over the non-zero words (clearing entries);
  * 3. values, one change at a time, kept when the signature survives: clear each set bit of each
  *    memory word and stored value (flags, reserved bits, then address bits, high to low), lower
@@ -30,6 +33,7 @@ import { runDifferential } from "../diff/differential.ts";
 import { divergenceSignature } from "../diff/explain.ts";
 import { basicSignature } from "../diff/fuzz_run.ts";
 import { type Budget, budgetOf, ddmin } from "./ddmin.ts";
+import { anchoredDecider } from "../shadow/scheduler.ts";
 
 /** Options of {@link minimizeCase}. */
 export interface MinimizeOptions {
@@ -165,7 +169,29 @@ const ops: Pass = (c, fails, budget) => {
     const cut = legal({ ...c, program: c.program.slice(0, step) });
     if (cut && fails(cut)) c = cut;
   }
-  return ddminPart(c, c.program, (c, program) => ({ ...c, program: [...program] }), fails, budget);
+  if (!c.schedule?.length) {
+    return ddminPart(
+      c,
+      c.program,
+      (c, program) => ({ ...c, program: [...program] }),
+      fails,
+      budget,
+    );
+  }
+  // A concurrent case: the choices of its schedule follow the ops they are anchored to.
+  const choices = choicesOf(c);
+  const indices = c.program.map((_, i) => i);
+  const whole = c;
+  return ddminPart(
+    c,
+    indices,
+    (c, kept) => {
+      const program = kept.map((i) => whole.program[i]!);
+      return withChoices({ ...c, program }, remapChoices(choices, kept)) ?? { ...c, program };
+    },
+    fails,
+    budget,
+  );
 };
 
 const schedule: Pass = (c, fails, budget) => {
@@ -185,15 +211,78 @@ const schedule: Pass = (c, fails, budget) => {
     fails,
     budget,
   );
-  if (c.schedule === undefined) return c;
-  return ddminPart(
-    c,
-    c.schedule,
-    (c, entries) => ({ ...c, schedule: [...entries] }),
-    fails,
-    budget,
-  );
+  if (c.schedule === undefined || c.schedule.length === 0) return c;
+  return dropChoices(c, fails, budget);
 };
+
+/**
+ * The choices of `c`'s run, by anchor (`Scheduler.anchors`): the entries that are not what the
+ * scheduler does without a schedule (a preemption, an op started out of program order).
+ */
+function choicesOf(c: Case): Map<string, number> {
+  const r = runDifferential(c, { audit: kvm_mmu_audit });
+  const out = new Map<string, number>();
+  r.schedule?.forEach((t, i) => {
+    if (t !== r.scheduleDefaults![i]) out.set(r.scheduleAnchors![i]!, t);
+  });
+  return out;
+}
+
+/**
+ * `c` with a schedule that makes `choices` (by anchor) and the defaults elsewhere, recorded by a
+ * run with {@link anchoredDecider} and cut after its last choice; null if that is not a legal
+ * case. A choice whose anchor the run never reaches is not made.
+ */
+function withChoices(c: Case, choices: ReadonlyMap<string, number>): Case | null {
+  const r = runDifferential({ ...c, schedule: [] }, {
+    audit: kvm_mmu_audit,
+    decider: anchoredDecider(choices),
+  });
+  const recorded = r.schedule ?? [];
+  let last = recorded.length - 1;
+  while (last >= 0 && recorded[last] === r.scheduleDefaults![last]) last--;
+  return legal({ ...c, schedule: recorded.slice(0, last + 1) });
+}
+
+/**
+ * The choices of a schedule dropped one by one, last first, each gone for good when the
+ * signature survives without it. The others stay where they were: a schedule's entries are
+ * positional (dropping one moves what every later entry means), so the case is re-recorded
+ * from the remaining choices by anchor.
+ */
+function dropChoices(c: Case, fails: (c: Case) => boolean, budget: Budget): Case {
+  let choices = choicesOf(c);
+  for (const at of [...choices.keys()].reverse()) {
+    if (!choices.has(at) || !budget.spend()) continue;
+    const fewer = new Map(choices);
+    fewer.delete(at);
+    const candidate = withChoices(c, fewer);
+    if (candidate && fails(candidate)) {
+      c = candidate;
+      choices = choicesOf(c);
+    }
+  }
+  return c;
+}
+
+/** The anchors of `choices` after ops were removed: `kept[i]` is the old index of op `i`. */
+function remapChoices(
+  choices: ReadonlyMap<string, number>,
+  kept: readonly number[],
+): Map<string, number> {
+  const index = new Map(kept.map((old, i) => [old, i]));
+  const out = new Map<string, number>();
+  for (const [at, t] of choices) {
+    const p = /^p:(\d+):(.*)$/.exec(at);
+    if (!p) {
+      out.set(at, t);
+      continue;
+    }
+    const i = index.get(Number(p[1]));
+    if (i !== undefined) out.set(`p:${i}:${p[2]}`, t);
+  }
+  return out;
+}
 
 const pages: Pass = (c, fails, budget) =>
   ddminPart(c, c.memory, (c, memory) => ({ ...c, memory: [...memory] }), fails, budget);

@@ -400,12 +400,14 @@ export const NOT_EXPRESSIBLE: readonly { readonly origin: string; readonly why: 
   },
   {
     origin: "§2 E.32 c7ba5b48cc8d (mmu_spte_update without the exchange)",
-    why: "expressible (the scheduler reaches the window), but not found yet: the W that " +
-      "fast_page_fault sets concurrently exists only on a direct (CR0.PG=0) SPTE under dirty " +
-      "logging, and the only mmu_lock update of such an SPTE that needs the old W is the " +
-      "write-protect when a paging vCPU shadows that gfn; 2 × 30 s of fuzzing never built it, " +
-      "so it stays out of the zoo until a directed pattern does (a lost D has no consumer: " +
-      "host page dirtiness is not modelled)",
+    why: "a plain write loses only what the exchange would return: a W that " +
+      "fast_page_fault set, or a D the CPU set. In today's KVM neither feeds anything " +
+      "guest-visible in a shadow MMU: the remote flush is decided by MMU-writable (changed only " +
+      "under mmu_lock), not by W; dirty logging flushes by the bitmap bits it reaped, and " +
+      "fast_page_fault marks the page dirty itself; D feeds host page dirtiness (and D-bit " +
+      "dirty logging, PML, TDP only), which the model does not have. The 2012 bug lost a flush " +
+      "because the flush was then decided by the old W: injecting that is two changes to " +
+      "today's code, not one",
   },
   {
     origin: "own: a lockless reader without the clear_spte_count retry (32-bit host)",

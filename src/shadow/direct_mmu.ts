@@ -11,11 +11,11 @@
  * (`fast_page_fault`). A paging guest never takes that path: "fast page fault only works for
  * direct mapping since the gfn is not stable for indirect shadow page".
  *
- * The lockless path is written as separately named atomic steps (`walk_shadow_page_lockless_begin`,
+ * The lockless path is written as separately named steps (`walk_shadow_page_lockless_begin`,
  * `mmu_spte_get_lockless`, `try_cmpxchg64`, `mark_page_dirty_in_slot`,
- * `walk_shadow_page_lockless_end`) so that a scheduler can later interleave other vCPUs
- * between them. In this single-threaded model each step runs to completion and the
- * compare-and-exchange fails only if the SPTE changed since it was read.
+ * `walk_shadow_page_lockless_end`); the SPTE reads and the cmpxchg are atomic steps where the
+ * scheduler (`scheduler.ts`) may run other threads, and the compare-and-exchange fails exactly
+ * when the SPTE changed since it was read.
  *
  * Version: mmu.c ~v6.10 (`fast_page_fault` retry loop, `page_fault_can_be_fast`), with the
  * v6.12 return code for write-tracked gfns (`RET_PF_WRITE_PROTECTED` instead of

@@ -85,11 +85,31 @@ export interface SchedulerStats {
 export interface Decider {
   /**
    * At atomic step `step` (its name, e.g. "mmu_spte_update:read") of `running`: a thread of
-   * `ready` (non-empty) to start, or null.
+   * `ready` (non-empty) to start, or null. `at` says where the choice is made, independently of
+   * earlier choices ({@link Scheduler.anchors}).
    */
-  preempt(running: number, ready: readonly number[], step: string): number | null;
+  preempt(running: number, ready: readonly number[], step: string, at: string): number | null;
   /** With no op running: the thread of `ready` (non-empty) whose next op starts. */
-  start(ready: readonly number[]): number;
+  start(ready: readonly number[], at: string): number;
+}
+
+/**
+ * A decider that makes the choices `choices` gives by anchor ({@link Scheduler.anchors}) and the
+ * scheduler's defaults elsewhere (the running thread goes on; the next op in program order
+ * starts). The minimizer uses it to drop one choice of a schedule without moving the others:
+ * a schedule's entries are positional, an anchor names the op and its step.
+ */
+export function anchoredDecider(choices: ReadonlyMap<string, number>): Decider {
+  return {
+    preempt: (_running, ready, _step, at) => {
+      const t = choices.get(at);
+      return t !== undefined && ready.includes(t) ? t : null;
+    },
+    start: (ready, at) => {
+      const t = choices.get(at);
+      return t !== undefined && ready.includes(t) ? t : ready[0]!;
+    },
+  };
 }
 
 /** The thread that runs `op`: its vCPU, or the host thread `vcpus`. */
@@ -129,6 +149,23 @@ export class Scheduler {
   readonly stats: SchedulerStats = { points: 0, preemptions: 0, retries: 0, blocked: 0 };
   /** The schedule as run: the entries consumed, then the decider's choices. */
   readonly recorded: number[] = [];
+  /**
+   * For each entry of {@link recorded}, what the scheduler does there without a schedule or a
+   * decider: the running thread goes on (at an atomic step), or the next op in program order
+   * starts (with nothing running). An entry equal to its default is not a choice; the minimizer
+   * turns choices into defaults to find the few that matter.
+   */
+  readonly defaults: number[] = [];
+  /**
+   * For each entry of {@link recorded}, where it was consumed, in terms that do not depend on
+   * the entries before it: `p:<op>:<n>:<k>` for the k-th entry at the n-th atomic step of the op
+   * at program index `op` (its steps counted over all its attempts), `s:<n>` for the n-th start
+   * with nothing running.
+   */
+  readonly anchors: string[] = [];
+  /** Atomic steps each op has passed (by program index). */
+  readonly #opSteps = new Map<number, number>();
+  #starts = 0;
   readonly #decider: Decider | null;
   readonly #maxSteps: number;
   readonly #machine: ShadowMachine;
@@ -223,15 +260,23 @@ export class Scheduler {
     }
   }
 
-  /** The next schedule entry (recorded), or null when the schedule is used up. */
-  #entry(): number | null {
+  /**
+   * The next schedule entry (recorded, with the choice `dflt()` made without it), or null when
+   * the schedule is used up.
+   */
+  #entry(dflt: () => number, at: string): number | null {
     if (this.#pos >= this.#schedule.length) return null;
-    return this.#record(this.#schedule[this.#pos++]!);
+    return this.#record(this.#schedule[this.#pos++]!, dflt(), at);
   }
 
-  /** Records a decision (an entry, or the decider's choice): one tick of the clock. */
-  #record(t: number): number {
+  /**
+   * Records a decision (an entry, or the decider's choice), its default (see {@link defaults})
+   * and its anchor ({@link anchors}): one tick of the clock.
+   */
+  #record(t: number, dflt: number, at: string): number {
     this.recorded.push(t);
+    this.defaults.push(dflt);
+    this.anchors.push(at);
     this.#tick();
     return t;
   }
@@ -244,13 +289,17 @@ export class Scheduler {
 
   /** The thread to start at top level, or null when every queue is empty. */
   #pick(): number | null {
-    for (let t = this.#entry(); t !== null; t = this.#entry()) {
+    const first = () => this.#ready()[0] ?? -1;
+    const at = () => `s:${this.#starts++}`;
+    for (let t = this.#entry(first, at()); t !== null; t = this.#entry(first, at())) {
       if (this.#canStart(t)) return t;
       this.stats.blocked++;
     }
     const ready = this.#ready();
     if (ready.length === 0) return null;
-    return this.#decider ? this.#record(this.#decider.start(ready)) : ready[0]!;
+    if (!this.#decider) return ready[0]!;
+    const where = at();
+    return this.#record(this.#decider.start(ready, where), ready[0]!, where);
   }
 
   /** At an atomic step of the running thread: run what the schedule says, then go on. */
@@ -258,9 +307,15 @@ export class Scheduler {
     this.stats.points++;
     this.#tick();
     const top = this.#stack[this.#stack.length - 1]!;
-    for (let t = this.#entry(); t !== top; t = this.#entry()) {
+    const goOn = () => top;
+    const op = this.#queues[top]![0]!;
+    const n = this.#opSteps.get(op) ?? 0;
+    this.#opSteps.set(op, n + 1);
+    let k = 0;
+    const at = () => `p:${op}:${n}:${k++}`;
+    for (let t = this.#entry(goOn, at()); t !== top; t = this.#entry(goOn, at())) {
       if (t === null) {
-        t = this.#decide(top, step);
+        t = this.#decide(top, step, `p:${op}:${n}:${k - 1}`);
         if (t === null) return;
       } else if (!this.#canStart(t)) {
         this.stats.blocked++;
@@ -272,11 +327,11 @@ export class Scheduler {
   }
 
   /** The decider's choice at an atomic step of `top` (recorded), or null without one. */
-  #decide(top: number, step: string): number | null {
+  #decide(top: number, step: string, at: string): number | null {
     if (!this.#decider) return null;
     const ready = this.#ready();
-    const t = ready.length === 0 ? null : this.#decider.preempt(top, ready, step);
-    this.#record(t ?? top);
+    const t = ready.length === 0 ? null : this.#decider.preempt(top, ready, step, at);
+    this.#record(t ?? top, top, at);
     return t;
   }
 

@@ -260,6 +260,8 @@ function doctor(
     steps: [...r.steps.slice(0, index), s],
     sut: r.sut,
     schedule: r.schedule,
+    scheduleDefaults: r.scheduleDefaults,
+    scheduleAnchors: r.scheduleAnchors,
   };
 }
 

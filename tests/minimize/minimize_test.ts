@@ -8,6 +8,8 @@ import { encodeCase, loadCaseFile } from "../../src/corpus/load_case.ts";
 import type { Case } from "../../src/model/case.ts";
 import { budgetOf, ddmin } from "../../src/minimize/ddmin.ts";
 import { caseSize, minimizeCase, signatureOf } from "../../src/minimize/minimize.ts";
+import { runDifferential } from "../../src/diff/differential.ts";
+import { kvm_mmu_audit } from "../../src/shadow/audit.ts";
 
 function load(path: string): Case {
   const l = loadCaseFile(path);
@@ -86,4 +88,28 @@ Deno.test("ddmin: finds the 1-minimal failing subset and respects its budget", (
   equal(calls, 5);
   ok(b.exhausted);
   deepStrictEqual(ddmin([7], () => true, budgetOf(10, 60_000)), []);
+});
+
+/** The entries of `c`'s schedule that are choices (not what the scheduler does without one). */
+function choices(c: Case): number {
+  const r = runDifferential(c, { audit: kvm_mmu_audit });
+  return (r.schedule ?? []).filter((t, i) => t !== r.scheduleDefaults![i]).length;
+}
+
+Deno.test("minimize: a race the fuzzer found keeps its few choices while its ops go", () => {
+  // flush_after_mmu_unlock as the fuzzer found it: 51 ops, 2 vCPUs, a schedule of 158 entries
+  // of which 12 are choices (preemptions).
+  const c = load("tests/minimize/fixtures/pae-flush-after-unlock-race-unminimized.json");
+  const sig = signatureOf(c);
+  equal(choices(c), 12);
+  const r = minimizeCase(c, { budgetMs: 60_000 });
+  equal(r.exhausted, false);
+  equal(signatureOf(r.case), sig);
+  // Positional entries would pin every later choice to whatever step it lands on once an op or
+  // an earlier choice goes; anchored to their op and step, the choices that matter survive.
+  ok(r.after.ops <= 8, `${r.before.ops} -> ${r.after.ops} ops`);
+  ok(choices(r.case) <= 3, `${choices(r.case)} choices left`);
+  ok(r.after.schedule < r.before.schedule);
+  // The bug is what it shows: with it off, the minimized case passes.
+  equal(signatureOf({ ...r.case, sut: { ...r.case.sut, inject: [] } }), "pass");
 });
