@@ -67,6 +67,28 @@ function verdictText(r: CaseReplayJson): string[] {
   }
 }
 
+/** The choices of a concurrent case's schedule, one line each. */
+function scheduleText(s: NonNullable<CaseReplayJson["schedule"]>): string[] {
+  const n = s.choices.length;
+  const lines = [
+    `  schedule: ${s.entries} entries, ${n} choice${n === 1 ? "" : "s"}${
+      n === 0
+        ? ""
+        : " (every other entry lets the running op go on, or starts the next op in program order)"
+    }${n === 0 ? "" : ":"}`,
+  ];
+  for (const c of s.choices) {
+    const starts = c.starts
+      ? `starts $.program[${c.starts.index}] (${opText(c.starts.op)})`
+      : "names a thread with nothing to start (skipped)";
+    const where = c.running
+      ? `on top of $.program[${c.running.index}] (${opText(c.running.op)}) at ${c.step}`
+      : "with nothing running, out of program order";
+    lines.push(`    entry ${c.entry}: ${c.thread} ${starts} ${where}`);
+  }
+  return lines;
+}
+
 /** Renders a replayed case as text lines. */
 export function replayText(file: string, r: CaseReplayJson, trace: boolean): string[] {
   const sides = r.sides === "both" ? "oracle + SUT" : "oracle only";
@@ -105,6 +127,7 @@ export function replayText(file: string, r: CaseReplayJson, trace: boolean): str
       }
     }
   }
+  if (r.schedule) lines.push(...scheduleText(r.schedule));
   lines.push(...verdictText(r));
   if (r.divergence) lines.push(...explanationText(r.divergence).map((l) => `    ${l}`));
   if (r.counters && Object.keys(r.counters).length > 0) {

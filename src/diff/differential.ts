@@ -26,7 +26,7 @@ import { formatObservation, type Observation } from "../model/observation.ts";
 import type { Op } from "../model/op.ts";
 import type { Kvm } from "../shadow/kvm.ts";
 import type { Counter } from "../shadow/stats.ts";
-import { type Decider, Scheduler, threadOf } from "../shadow/scheduler.ts";
+import { type Decider, type ScheduleEntry, Scheduler, threadOf } from "../shadow/scheduler.ts";
 import { COUNTERS } from "../shadow/stats.ts";
 import { DirtyLogContract } from "./dirty_log_contract.ts";
 import { wordMaskOf } from "./mem_write.ts";
@@ -108,10 +108,8 @@ export interface DiffResult {
    * with it in place of the case's, the case replays the same way. Null for a sequential case.
    */
   readonly schedule: readonly number[] | null;
-  /** For each entry of {@link schedule}, what the scheduler does there without one. */
-  readonly scheduleDefaults: readonly number[] | null;
-  /** For each entry of {@link schedule}, where it was consumed (`Scheduler.anchors`). */
-  readonly scheduleAnchors: readonly string[] | null;
+  /** For each entry of {@link schedule}, where it was consumed and what it chose there. */
+  readonly scheduleEntries: readonly ScheduleEntry[] | null;
 }
 
 /** Text of a SUT step, in the oracle's vocabulary. */
@@ -298,8 +296,7 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
       steps: [],
       sut: null,
       schedule: null,
-      scheduleDefaults: null,
-      scheduleAnchors: null,
+      scheduleEntries: null,
     };
   }
   let sut: ShadowMachine;
@@ -314,8 +311,7 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
       steps: [],
       sut: null,
       schedule: null,
-      scheduleDefaults: null,
-      scheduleAnchors: null,
+      scheduleEntries: null,
     };
   }
   const steps: DiffStep[] = [];
@@ -571,8 +567,7 @@ export function runDifferential(c: Case, options: DiffOptions = {}): DiffResult 
     steps,
     sut,
     schedule: schedule?.recorded ?? null,
-    scheduleDefaults: schedule?.defaults ?? null,
-    scheduleAnchors: schedule?.anchors ?? null,
+    scheduleEntries: schedule?.entries ?? null,
   };
 }
 
@@ -593,7 +588,7 @@ function runConcurrent(
     end: (index: number, thread: number) => void;
   },
   decider: Decider | null,
-): { recorded: readonly number[]; defaults: readonly number[]; anchors: readonly string[] } {
+): { recorded: readonly number[]; entries: readonly ScheduleEntry[] } {
   const scheduler = new Scheduler(sut, c.program, c.vcpus, c.schedule ?? [], decider);
   const log = new DirtyLogContract();
   let last: number | null = null;
@@ -625,8 +620,8 @@ function runConcurrent(
   } else if (!failed && last !== null) {
     settle(last, true);
   }
-  const { recorded, defaults, anchors } = scheduler;
-  return { recorded, defaults, anchors };
+  const { recorded, entries } = scheduler;
+  return { recorded, entries };
 }
 
 /** `f`, computed at the first call only. */

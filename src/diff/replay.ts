@@ -93,6 +93,20 @@ export type VerdictJson =
   | { status: "unsupported"; step: number | null; reason: string }
   | { status: "divergence" } & Divergence;
 
+/**
+ * One choice of a schedule: at entry `entry`, thread `thread` (vCPU, or the host thread
+ * `vcpus`) starts op `starts` (a program index) on top of op `running` at its atomic step
+ * `step`, or, with nothing running (`running` null, `step` "start"), before the op that comes
+ * first in program order.
+ */
+export interface ScheduleChoiceJson {
+  entry: number;
+  thread: string;
+  step: string;
+  running: { index: number; op: z.input<typeof Op> } | null;
+  starts: { index: number; op: z.input<typeof Op> } | null;
+}
+
 /** The replay of one case. */
 export interface CaseReplayJson {
   title: string;
@@ -105,6 +119,12 @@ export interface CaseReplayJson {
   counters?: Record<string, number>;
   /** The SUT's event log (with `events`). */
   events?: { step: number; vcpu: number | null; what: string }[];
+  /**
+   * A concurrent case's schedule as run: its length and its choices, the entries that are not
+   * what the scheduler does without a schedule (the others let the running thread go on, or
+   * start the next op in program order).
+   */
+  schedule?: { entries: number; choices: ScheduleChoiceJson[] };
   /**
    * On a diverging case: both sides at the diverging step (walks per level, shadow pages),
    * the mechanisms and events that led there, and the signature that deduplicates findings.
@@ -242,6 +262,20 @@ export function replayCase(c: Case, options: ReplayOptions = {}): CaseReplayJson
       Object.entries(r.sut.kvm.stats.counters).filter(([, n]) => n !== 0),
     );
     if (options.events) out.events = r.sut.kvm.stats.events.map((e) => ({ ...e }));
+  }
+  if (r.schedule && r.scheduleEntries) {
+    const opAt = (i: number) => (i < 0 ? null : { index: i, op: z.encode(Op, c.program[i]!) });
+    const thread = (t: number) => (t === c.vcpus ? "host" : `cpu${t}`);
+    const choices = r.scheduleEntries.flatMap((e, entry) =>
+      e.thread === e.dflt ? [] : [{
+        entry,
+        thread: thread(e.thread),
+        step: e.step,
+        running: opAt(e.running),
+        starts: opAt(e.starts),
+      }]
+    );
+    out.schedule = { entries: r.schedule.length, choices };
   }
   const divergence = explainDivergence(c, r);
   if (divergence) out.divergence = divergence;

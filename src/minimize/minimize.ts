@@ -9,7 +9,7 @@
  *    one (program order) or none (a sequential case) when the signature survives that, else its
  *    choices (preemptions, ops started out of program order) are dropped one by one, last
  *    first. Entries are positional, so a candidate is re-recorded from the remaining choices
- *    by anchor (the op and its atomic step, `Scheduler.anchors`), as is a candidate without
+ *    by anchor (the op and its atomic step, `ScheduleEntry.anchor`), as is a candidate without
  *    some ops: the choices stay with the ops they were made in;
  * 2. memory: `ddmin` over whole pages, then over the non-zero words (clearing entries);
  * 3. values, one change at a time, kept when the signature survives: clear each set bit of each
@@ -216,15 +216,13 @@ const schedule: Pass = (c, fails, budget) => {
 };
 
 /**
- * The choices of `c`'s run, by anchor (`Scheduler.anchors`): the entries that are not what the
+ * The choices of `c`'s run, by anchor (`ScheduleEntry.anchor`): the entries that are not what the
  * scheduler does without a schedule (a preemption, an op started out of program order).
  */
 function choicesOf(c: Case): Map<string, number> {
   const r = runDifferential(c, { audit: kvm_mmu_audit });
   const out = new Map<string, number>();
-  r.schedule?.forEach((t, i) => {
-    if (t !== r.scheduleDefaults![i]) out.set(r.scheduleAnchors![i]!, t);
-  });
+  for (const e of r.scheduleEntries ?? []) if (e.thread !== e.dflt) out.set(e.anchor, e.thread);
   return out;
 }
 
@@ -240,7 +238,7 @@ function withChoices(c: Case, choices: ReadonlyMap<string, number>): Case | null
   });
   const recorded = r.schedule ?? [];
   let last = recorded.length - 1;
-  while (last >= 0 && recorded[last] === r.scheduleDefaults![last]) last--;
+  while (last >= 0 && recorded[last] === r.scheduleEntries![last]!.dflt) last--;
   return legal({ ...c, schedule: recorded.slice(0, last + 1) });
 }
 

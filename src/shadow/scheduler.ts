@@ -138,10 +138,37 @@ const SRCU_WRITERS: ReadonlySet<string> = new Set([
 
 class StopRun extends SchedulerInterrupt {}
 
+/** Where a decision is made (an entry without its thread, see {@link ScheduleEntry}). */
+type Point = Omit<ScheduleEntry, "thread" | "starts">;
+
 class Livelock extends SchedulerInterrupt {
   constructor(message: string, readonly index: number) {
     super(message);
   }
+}
+
+/** One entry of a schedule as run (see {@link Scheduler.entries}). */
+export interface ScheduleEntry {
+  /** The thread the entry names. */
+  readonly thread: number;
+  /**
+   * What the scheduler does there without a schedule or a decider: the running thread goes on
+   * (at an atomic step), or the next op in program order starts (with nothing running; -1 if
+   * none can). An entry equal to its default is not a choice.
+   */
+  readonly dflt: number;
+  /**
+   * Where the entry was consumed, in terms that do not depend on the entries before it:
+   * `p:<op>:<n>:<k>` for the k-th entry at the n-th atomic step of the op at program index `op`
+   * (its steps counted over all its attempts), `s:<n>` for the n-th start with nothing running.
+   */
+  readonly anchor: string;
+  /** The atomic step's name, or `start` with nothing running. */
+  readonly step: string;
+  /** The program index of the running op (-1 with nothing running). */
+  readonly running: number;
+  /** The program index of the op the named thread would start there (-1 if none). */
+  readonly starts: number;
 }
 
 /** Runs a program on a machine under a schedule. */
@@ -149,20 +176,8 @@ export class Scheduler {
   readonly stats: SchedulerStats = { points: 0, preemptions: 0, retries: 0, blocked: 0 };
   /** The schedule as run: the entries consumed, then the decider's choices. */
   readonly recorded: number[] = [];
-  /**
-   * For each entry of {@link recorded}, what the scheduler does there without a schedule or a
-   * decider: the running thread goes on (at an atomic step), or the next op in program order
-   * starts (with nothing running). An entry equal to its default is not a choice; the minimizer
-   * turns choices into defaults to find the few that matter.
-   */
-  readonly defaults: number[] = [];
-  /**
-   * For each entry of {@link recorded}, where it was consumed, in terms that do not depend on
-   * the entries before it: `p:<op>:<n>:<k>` for the k-th entry at the n-th atomic step of the op
-   * at program index `op` (its steps counted over all its attempts), `s:<n>` for the n-th start
-   * with nothing running.
-   */
-  readonly anchors: string[] = [];
+  /** For each entry of {@link recorded}, where it was consumed and what it chose there. */
+  readonly entries: ScheduleEntry[] = [];
   /** Atomic steps each op has passed (by program index). */
   readonly #opSteps = new Map<number, number>();
   #starts = 0;
@@ -261,22 +276,22 @@ export class Scheduler {
   }
 
   /**
-   * The next schedule entry (recorded, with the choice `dflt()` made without it), or null when
-   * the schedule is used up.
+   * The next schedule entry (recorded at `point`, see {@link #record}), or null when the
+   * schedule is used up.
    */
-  #entry(dflt: () => number, at: string): number | null {
+  #entry(point: () => Point): number | null {
     if (this.#pos >= this.#schedule.length) return null;
-    return this.#record(this.#schedule[this.#pos++]!, dflt(), at);
+    return this.#record(this.#schedule[this.#pos++]!, point());
   }
 
   /**
-   * Records a decision (an entry, or the decider's choice), its default (see {@link defaults})
-   * and its anchor ({@link anchors}): one tick of the clock.
+   * Records a decision (an entry, or the decider's choice) made at `point`: one tick of the
+   * clock.
    */
-  #record(t: number, dflt: number, at: string): number {
+  #record(t: number, point: Point): number {
     this.recorded.push(t);
-    this.defaults.push(dflt);
-    this.anchors.push(at);
+    const starts = t === this.#stack[this.#stack.length - 1] ? -1 : this.#queues[t]?.[0] ?? -1;
+    this.entries.push({ thread: t, ...point, starts });
     this.#tick();
     return t;
   }
@@ -289,17 +304,22 @@ export class Scheduler {
 
   /** The thread to start at top level, or null when every queue is empty. */
   #pick(): number | null {
-    const first = () => this.#ready()[0] ?? -1;
-    const at = () => `s:${this.#starts++}`;
-    for (let t = this.#entry(first, at()); t !== null; t = this.#entry(first, at())) {
+    const point = (): Point => ({
+      dflt: this.#ready()[0] ?? -1,
+      anchor: `s:${this.#starts++}`,
+      step: "start",
+      running: -1,
+    });
+    for (let t = this.#entry(point); t !== null; t = this.#entry(point)) {
       if (this.#canStart(t)) return t;
       this.stats.blocked++;
+      this.#starts--;
     }
     const ready = this.#ready();
     if (ready.length === 0) return null;
     if (!this.#decider) return ready[0]!;
-    const where = at();
-    return this.#record(this.#decider.start(ready, where), ready[0]!, where);
+    const at = point();
+    return this.#record(this.#decider.start(ready, at.anchor), at);
   }
 
   /** At an atomic step of the running thread: run what the schedule says, then go on. */
@@ -307,18 +327,19 @@ export class Scheduler {
     this.stats.points++;
     this.#tick();
     const top = this.#stack[this.#stack.length - 1]!;
-    const goOn = () => top;
     const op = this.#queues[top]![0]!;
     const n = this.#opSteps.get(op) ?? 0;
     this.#opSteps.set(op, n + 1);
+    // A blocked entry is skipped: the next one gets its anchor.
     let k = 0;
-    const at = () => `p:${op}:${n}:${k++}`;
-    for (let t = this.#entry(goOn, at()); t !== top; t = this.#entry(goOn, at())) {
+    const point = (): Point => ({ dflt: top, anchor: `p:${op}:${n}:${k++}`, step, running: op });
+    for (let t = this.#entry(point); t !== top; t = this.#entry(point)) {
       if (t === null) {
-        t = this.#decide(top, step, `p:${op}:${n}:${k - 1}`);
+        t = this.#decide(top, step, point());
         if (t === null) return;
       } else if (!this.#canStart(t)) {
         this.stats.blocked++;
+        k--;
         continue;
       }
       this.stats.preemptions++;
@@ -327,11 +348,11 @@ export class Scheduler {
   }
 
   /** The decider's choice at an atomic step of `top` (recorded), or null without one. */
-  #decide(top: number, step: string, at: string): number | null {
+  #decide(top: number, step: string, at: Point): number | null {
     if (!this.#decider) return null;
     const ready = this.#ready();
-    const t = ready.length === 0 ? null : this.#decider.preempt(top, ready, step, at);
-    this.#record(t ?? top, top, at);
+    const t = ready.length === 0 ? null : this.#decider.preempt(top, ready, step, at.anchor);
+    this.#record(t ?? top, at);
     return t;
   }
 

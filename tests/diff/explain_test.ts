@@ -260,8 +260,7 @@ function doctor(
     steps: [...r.steps.slice(0, index), s],
     sut: r.sut,
     schedule: r.schedule,
-    scheduleDefaults: r.scheduleDefaults,
-    scheduleAnchors: r.scheduleAnchors,
+    scheduleEntries: r.scheduleEntries,
   };
 }
 
@@ -386,4 +385,24 @@ Deno.test("replay: an injected-bug case shows the side-by-side block after the v
   const p = capture(() => replay(["corpus/ia32e4/invlpg-syncs-unsync-pte.json"]));
   equal(p.status, 0, p.err);
   ok(!/\n {4}divergence /.test(p.out));
+});
+
+Deno.test("replay: a race reproducer names the choices of its schedule, the rest is 'go on'", () => {
+  const r = capture(() => replay(["corpus/disabled/bug-split-spte-set-low-first.json"]));
+  equal(r.status, 0, r.err);
+  match(
+    r.out,
+    /\n {2}schedule: 15 entries, 1 choice [^\n]*:\n {4}entry 14: cpu0 starts \$\.program\[3\] \(store la=0x1000 cpl0 value=0x0\) on top of \$\.program\[2\] \(store la=0x1000 cpl0 value=0x0\) at __set_spte:high\n {2}verdict: DIVERGENCE/,
+  );
+  const doc = JSON.parse(
+    capture(() => replay(["corpus/disabled/bug-split-spte-set-low-first.json", "--json"])).out,
+  );
+  const s = doc.cases[0].replay.schedule;
+  equal(s.entries, 15);
+  deepStrictEqual(s.choices.map((c: { entry: number }) => c.entry), [14]);
+  // A sequential case has no schedule.
+  const q = JSON.parse(
+    capture(() => replay(["corpus/ia32e4/invlpg-syncs-unsync-pte.json", "--json"])).out,
+  );
+  equal(q.cases[0].replay.schedule, undefined);
 });

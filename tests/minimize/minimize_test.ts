@@ -93,7 +93,7 @@ Deno.test("ddmin: finds the 1-minimal failing subset and respects its budget", (
 /** The entries of `c`'s schedule that are choices (not what the scheduler does without one). */
 function choices(c: Case): number {
   const r = runDifferential(c, { audit: kvm_mmu_audit });
-  return (r.schedule ?? []).filter((t, i) => t !== r.scheduleDefaults![i]).length;
+  return (r.scheduleEntries ?? []).filter((e) => e.thread !== e.dflt).length;
 }
 
 Deno.test("minimize: a race the fuzzer found keeps its few choices while its ops go", () => {

@@ -74,9 +74,9 @@ Deno.test("scheduler: a run's choices, replayed by anchor, give the same run", (
     const c = fuzzCase(seed, { discipline: "relaxed", vcpus: 2 + (seed % 3) });
     const fuzzed = runDifferential(c, { audit: kvm_mmu_audit, decider: scheduleDecider(seed) });
     const choices = new Map<string, number>();
-    fuzzed.schedule!.forEach((t, i) => {
-      if (t !== fuzzed.scheduleDefaults![i]) choices.set(fuzzed.scheduleAnchors![i]!, t);
-    });
+    for (const e of fuzzed.scheduleEntries!) {
+      if (e.thread !== e.dflt) choices.set(e.anchor, e.thread);
+    }
     if (choices.size > 0) withChoices++;
     const anchored = runDifferential({ ...c, schedule: [] }, {
       audit: kvm_mmu_audit,
