@@ -411,9 +411,13 @@ export const NOT_EXPRESSIBLE: readonly { readonly origin: string; readonly why: 
   },
   {
     origin: "own: a lockless reader without the clear_spte_count retry (32-bit host)",
-    why: "a torn value only ever feeds fast_page_fault's cmpxchg (which fails against the real " +
-      "SPTE) or a spurious-fault return (the access faults again): nothing the model keeps or " +
-      "the guest sees depends on it, so no detector could pin a finding on the bug",
+    why: "a torn value reaches fast_page_fault (its cmpxchg then fails against the whole SPTE, " +
+      "or it returns spurious and the access faults again) and the MMIO fault's lockless walk " +
+      "(get_mmio_spte). There the halves of two SPTEs never make an MMIO SPTE the guest could " +
+      "not have met: a present low half has the MMU-present bit an MMIO SPTE must not have, and " +
+      "a gfn below 2^20 lies in the low half, so a torn MMIO SPTE has the gfn of the SPTE its " +
+      "low half came from and at worst a mixed generation, which check_mmio_spte refuses. " +
+      "Nothing the model keeps or the guest sees depends on the retry",
   },
   {
     origin: "§2 G.35 0cb2af2ea66a, G.36 81ccda30b4e8",

@@ -63,11 +63,6 @@ import {
 // ---------------------------------------------------------------------------------------------
 
 /**
- * vCPUs inside `walk_shadow_page_lockless_begin/end` (`vcpu->mode ==
- * READING_SHADOW_PAGE_TABLES` with IRQs off). A zap that frees shadow pages must not complete
- * while a vCPU is here: KVM's remote TLB flush IPI waits for it.
- */
-/**
  * `walk_shadow_page_lockless_begin` (IRQs off, `vcpu->mode = READING_SHADOW_PAGE_TABLES`, full
  * barrier): until the end, no shadow page is freed (`Kvm.free_shadow_pages` waits, as KVM's
  * remote flush waits for the vCPU's IPI).

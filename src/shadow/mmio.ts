@@ -10,12 +10,14 @@ import {
   get_mmio_spte_generation,
   get_mmio_spte_gfn,
   is_mmio_spte,
-  is_shadow_present_pte,
   make_mmio_spte,
   MMIO_SPTE_GEN_MASK,
 } from "./spte.ts";
-import { get_spte } from "./mmu.ts";
-import { ShadowWalkIterator } from "./mmu_roots.ts";
+import {
+  for_each_shadow_entry_lockless,
+  walk_shadow_page_lockless_begin,
+  walk_shadow_page_lockless_end,
+} from "./direct_mmu.ts";
 
 /** `vcpu_cache_mmio_info`. */
 export function vcpu_cache_mmio_info(
@@ -61,15 +63,16 @@ export function check_mmio_spte(vcpu: KvmVcpu, spte: bigint): boolean {
   return (kvm_gen & MMIO_SPTE_GEN_MASK) === get_mmio_spte_generation(spte);
 }
 
-/** `get_mmio_spte`: a lockless walk to the last SPTE for `addr` (reserved-bit WARNs omitted). */
+/**
+ * `get_mmio_spte`: a lockless walk (`walk_shadow_page_lockless_begin/end`, each SPTE read with
+ * `mmu_spte_get_lockless`, an atomic step) to the last SPTE for `addr` (reserved-bit WARNs
+ * omitted). Other threads may change the SPTEs meanwhile: what it returns is what it read.
+ */
 export function get_mmio_spte(vcpu: KvmVcpu, addr: bigint): bigint | null {
   let last: bigint | null = null;
-  for (const it = new ShadowWalkIterator(vcpu, vcpu.mmu.root.hpa, addr); it.okay();) {
-    const spte = get_spte(vcpu.kvm, it.sptep);
-    last = spte;
-    if (!is_shadow_present_pte(spte)) break;
-    it.next(spte);
-  }
+  walk_shadow_page_lockless_begin(vcpu);
+  for (const e of for_each_shadow_entry_lockless(vcpu, addr)) last = e.spte;
+  walk_shadow_page_lockless_end(vcpu);
   return last;
 }
 

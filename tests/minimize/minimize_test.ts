@@ -97,17 +97,17 @@ function choices(c: Case): number {
 }
 
 Deno.test("minimize: a race the fuzzer found keeps its few choices while its ops go", () => {
-  // flush_after_mmu_unlock as the fuzzer found it: 51 ops, 2 vCPUs, a schedule of 158 entries
-  // of which 12 are choices (preemptions).
-  const c = load("tests/minimize/fixtures/pae-flush-after-unlock-race-unminimized.json");
+  // flush_after_mmu_unlock as the fuzzer found it: 28 ops, 2 vCPUs, a schedule of 89 entries
+  // of which 7 are choices (preemptions).
+  const c = load("tests/minimize/fixtures/flush-after-unlock-race-unminimized.json");
   const sig = signatureOf(c);
-  equal(choices(c), 12);
+  equal(choices(c), 7);
   const r = minimizeCase(c, { budgetMs: 60_000 });
   equal(r.exhausted, false);
   equal(signatureOf(r.case), sig);
   // Positional entries would pin every later choice to whatever step it lands on once an op or
   // an earlier choice goes; anchored to their op and step, the choices that matter survive.
-  ok(r.after.ops <= 8, `${r.before.ops} -> ${r.after.ops} ops`);
+  ok(r.after.ops <= 6, `${r.before.ops} -> ${r.after.ops} ops`);
   ok(choices(r.case) <= 3, `${choices(r.case)} choices left`);
   ok(r.after.schedule < r.before.schedule);
   // The bug is what it shows: with it off, the minimized case passes.

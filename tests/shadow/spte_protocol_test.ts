@@ -16,6 +16,7 @@ import {
   mmu_spte_update,
 } from "../../src/shadow/mmu.ts";
 import { ShadowWalkIterator } from "../../src/shadow/mmu_roots.ts";
+import { get_mmio_spte } from "../../src/shadow/mmio.ts";
 import {
   is_last_spte,
   is_shadow_present_pte,
@@ -131,4 +132,16 @@ Deno.test("split SPTE: a nonpaging guest runs the same with the 32-bit-host prot
   ]);
   ok(steps > 0);
   equal(m.kvm.stats.counters.fast_pf_fixed, 1);
+});
+
+Deno.test("get_mmio_spte: a lockless walk, one atomic read per level, inside walk_shadow_page_lockless_begin/end", () => {
+  // handle_mmio_page_fault runs without mmu_lock: other threads may change the SPTEs between
+  // its reads, and shadow pages are not freed under it.
+  const { m, sptep } = mapped(false, false);
+  const vcpu = m.kvm.vcpus[0]!;
+  const seen: [string, boolean][] = [];
+  m.kvm.atomicStepHook = (step) => seen.push([step, vcpu.reading_shadow_page_tables]);
+  equal(get_mmio_spte(vcpu, LA4), get_spte(m.kvm, sptep));
+  deepStrictEqual(seen, Array(4).fill(["__get_spte_lockless", true]));
+  equal(vcpu.reading_shadow_page_tables, false);
 });
