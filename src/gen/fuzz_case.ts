@@ -36,7 +36,7 @@ export type { GuestMode } from "./fuzz_shape.ts";
 export { GUEST_MODES } from "./fuzz_shape.ts";
 
 /** The generator's name and version, recorded in every case's `meta.found.generator`. */
-export const FUZZ_GENERATOR = "shadow-fuzz@5";
+export const FUZZ_GENERATOR = "shadow-fuzz@6";
 
 /** The vCPU count of each value of the genome's `vcpus` gene. */
 const VCPUS_OF_GENE: readonly number[] = [1, 1, 1, 1, 2, 2, 3, 4];

@@ -311,6 +311,11 @@ export class ProgramBuilder {
     this.#recent = affected;
     if (touch) {
       if (this.#canRoundTrip()) this.#roundTrip(g.pick, true, v);
+      // A PAE PDPTE is read into a register on MOV CR3 and on a CR4 write that changes PGE, PSE
+      // or SMEP, not one that changes SMAP (SDM Vol. 3A §4.4.1): toggle one before the touch.
+      if (pt.isPdpte(t.level)) {
+        this.#toggle({ t: "control", vcpu: g.vcpu, which: [1, 2, 3, 4][g.pick % 4]! });
+      }
       if (g.value === 8) {
         const data = (0x5a5an << 48n) | (BigInt(i + 1) << 12n) | 8n;
         this.ops.push({ op: "store", vcpu: v, la: target, cpl: 0, value: hex(data) });
