@@ -92,6 +92,7 @@
  */
 import { type ModeControls, pagingModeOf } from "../../oracles/paging_mode.ts";
 import type { AllowedOutcome } from "../../oracles/machine.ts";
+import type { VcpuControl } from "../../oracles/control_state.ts";
 import type { TraceEntry } from "../../oracles/walk.ts";
 import type { Case } from "../model/case.ts";
 import { hex } from "../model/hex.ts";
@@ -298,13 +299,23 @@ function bitsAt(
   return bits;
 }
 
-function modeAt(c: Case, steps: readonly DiffStep[], index: number, vcpu: number): string {
-  let ctl: ModeBits = c.control;
+/** `vcpu`'s control state before step `index` (the case's, then each committed write). */
+function controlAt(
+  c: Case,
+  steps: readonly DiffStep[],
+  index: number,
+  vcpu: number,
+): Omit<VcpuControl, "pdpteRegs"> {
+  let ctl: Omit<VcpuControl, "pdpteRegs"> = c.control;
   for (const s of steps.slice(0, index)) {
     const next = s.committed?.outcome.control;
     if (next && s.choices.vcpu === vcpu) ctl = next;
   }
-  return pagingModeOf(c.cpu, modeControls(ctl)).kind;
+  return ctl;
+}
+
+function modeAt(c: Case, steps: readonly DiffStep[], index: number, vcpu: number): string {
+  return pagingModeOf(c.cpu, modeControls(controlAt(c, steps, index, vcpu))).kind;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -411,6 +422,7 @@ function faultReasonOfEc(ec: number): string {
  * KVM's `kvm_inject_emulated_page_fault` invalidates only for P=1 faults.
  */
 function lastInvalidationKvmSkipped(
+  c: Case,
   steps: readonly DiffStep[],
   d: number,
   opLa: bigint,
@@ -419,12 +431,15 @@ function lastInvalidationKvmSkipped(
   // Outside IA-32e mode the invalidations carry the 32-bit effective address.
   const la = mode.startsWith("ia32e") ? opLa : opLa & 0xffff_ffffn;
   const vcpu = vcpuOf(steps[d]!.choices.op);
+  // A flush of another PCID (a MOV CR3 to it) leaves this one's entries.
+  const ctl = controlAt(c, steps, d, vcpu);
+  const pcid = ctl.cr4.pcide ? Number(ctl.cr3 & 0xfffn) : 0;
   for (let i = d - 1; i >= 0; i--) {
     const s = steps[i]!;
     if (s.choices.vcpu !== vcpu) continue;
     const invs = s.committed?.outcome.invalidations ?? [];
     const hits = invs.filter((e) =>
-      e.kind !== "invlpg" && e.kind !== "pf" || e.la >> 12n === la >> 12n
+      e.kind === "all" || (e.kind === "pcid" ? e.pcid === pcid : e.la >> 12n === la >> 12n)
     );
     if (hits.length === 0) continue;
     const o = s.sut.kind === "observation" ? s.sut.observation : null;
@@ -691,7 +706,7 @@ export function divergenceSignature(c: Case, r: DiffResult): string | null {
   // A missing A/D update is what a kept translation also does: the CPU did not walk the gptes.
   const missingAd = dv.kind === "memory" && /^-[AD]/.test(differs);
   const skipped = ((dv.kind === "observation" && stale) || missingAd) && la !== null
-    ? lastInvalidationKvmSkipped(r.steps, d, la, mode)
+    ? lastInvalidationKvmSkipped(c, r.steps, d, la, mode)
     : null;
   const after = skipped ? `|after=${skipped}` : "";
   const leaf = (dv.kind === "observation" || dv.kind === "memory") && la !== null && r.sut
@@ -752,16 +767,18 @@ function leafNxFromOtherMode(kvm: Kvm, vcpuIndex: number, la: bigint): boolean {
 }
 
 /**
- * True when `vcpuIndex` is in 32-bit paging with CR4.PSE=0 and its leaf SPTE for `la` is a large
- * one: built from a 4 MiB PDE under CR4.PSE=1 (by it before a CR4 write, or by another vCPU),
- * where its own mode reads that PDE as a page-table pointer.
+ * True when `vcpuIndex` is in 32-bit paging with CR4.PSE=0 and its leaf SPTE for `la` was built
+ * from a 4 MiB PDE under CR4.PSE=1 (by it before a CR4 write, or by another vCPU), where its own
+ * mode reads that PDE as a page-table pointer: a large SPTE, or one in a direct shadow page (a
+ * 32-bit guest's paging structures have direct pages only below a large PDE).
  */
 function leafPsFromOtherMode(kvm: Kvm, vcpuIndex: number, la: bigint): boolean {
   const role = kvm.vcpus[vcpuIndex]?.mmu.cpu_role;
   if (!role || role.base.level !== 2 || role.ext.cr4_pse) return false;
   const last = lastSpte(kvm, vcpuIndex, la);
-  if (last === null || last === "noroot") return false;
-  return is_shadow_present_pte(last.spte) && (last.spte & 0x80n) !== 0n;
+  if (last === null || last === "noroot" || !is_shadow_present_pte(last.spte)) return false;
+  const sp = kvm.spOfPfn.get(Math.floor(last.sptep / 4096));
+  return (last.spte & 0x80n) !== 0n || sp?.role.direct === true;
 }
 
 /** The control writes that can change what a gpte means (EFER.NX, CR4.PSE/PAE, CR0.PG). */

@@ -92,6 +92,10 @@ const EXPECTED_KVM_SIGNATURES: Record<string, string> = {
     "observation:legacy32:load:ok-vs-pf:not-present@PT|mech=none@walk|leaf=syncing|after=pf-not-present",
   "pae/smap-wp0-kernel-spte-stale-unsync-translation.json":
     "observation:pae:load:ok-vs-pf:rights-smap@PT|mech=prefetched_sptes,sp_reused@walk|leaf=unsync",
+  "ia32e4/not-present-pf-then-pcid-round-trip-keeps-spte.json":
+    "observation:ia32e4:load:ok-vs-pf:not-present@PT|mech=pf_mmio_spte_created@walk|leaf=unsync|after=pf-not-present",
+  "legacy32/two-vcpus-cr4-pse-differ-direct-sp.json":
+    "observation:legacy32:load:gpa|mech=prefetched_sptes@exit|leaf=direct|modes=mixed",
   "pae/not-present-pf-keeps-unsync-spte.json":
     "observation:pae:load:ok-vs-pf:not-present@PT|mech=none@walk|leaf=unsync|after=pf-not-present",
   "pae/stale-mmio-spte-store-no-dirty.json":
