@@ -278,25 +278,15 @@ function modeControls(s: ModeBits): ModeControls {
   };
 }
 
-/**
- * The guest paging mode of `vcpu` when step `index` (0-based) ran: the case's initial control
- * state, then every committed control write of that vCPU before the step.
- */
-/** CR0.WP and EFER.NXE of vCPU `vcpu` when step `index` ran. */
+/** CR0.WP, EFER.NXE and CR4.PSE of vCPU `vcpu` when step `index` ran. */
 function bitsAt(
   c: Case,
   steps: readonly DiffStep[],
   index: number,
   vcpu: number,
 ): { wp: boolean; nxe: boolean; pse: boolean } {
-  let bits = { wp: c.control.cr0.wp, nxe: c.control.efer.nxe, pse: c.control.cr4.pse };
-  for (const s of steps.slice(0, index)) {
-    const next = s.committed?.outcome.control;
-    if (next && s.choices.vcpu === vcpu) {
-      bits = { wp: next.cr0.wp, nxe: next.efer.nxe, pse: next.cr4.pse };
-    }
-  }
-  return bits;
+  const ctl = controlAt(c, steps, index, vcpu);
+  return { wp: ctl.cr0.wp, nxe: ctl.efer.nxe, pse: ctl.cr4.pse };
 }
 
 /** `vcpu`'s control state before step `index` (the case's, then each committed write). */
@@ -314,6 +304,10 @@ function controlAt(
   return ctl;
 }
 
+/**
+ * The guest paging mode of `vcpu` when step `index` (0-based) ran: the case's initial control
+ * state, then every committed control write of that vCPU before the step.
+ */
 function modeAt(c: Case, steps: readonly DiffStep[], index: number, vcpu: number): string {
   return pagingModeOf(c.cpu, modeControls(controlAt(c, steps, index, vcpu))).kind;
 }

@@ -174,10 +174,12 @@ export interface ScheduleEntry {
 /** Runs a program on a machine under a schedule. */
 export class Scheduler {
   readonly stats: SchedulerStats = { points: 0, preemptions: 0, retries: 0, blocked: 0 };
-  /** The schedule as run: the entries consumed, then the decider's choices. */
-  readonly recorded: number[] = [];
-  /** For each entry of {@link recorded}, where it was consumed and what it chose there. */
+  /** Every decision as made: the schedule's entries consumed, then the decider's choices. */
   readonly entries: ScheduleEntry[] = [];
+  /** The schedule as run (the threads of {@link entries}): the case replays with it alone. */
+  get recorded(): number[] {
+    return this.entries.map((e) => e.thread);
+  }
   /** Atomic steps each op has passed (by program index). */
   readonly #opSteps = new Map<number, number>();
   #starts = 0;
@@ -289,7 +291,6 @@ export class Scheduler {
    * clock.
    */
   #record(t: number, point: Point): number {
-    this.recorded.push(t);
     const starts = t === this.#stack[this.#stack.length - 1] ? -1 : this.#queues[t]?.[0] ?? -1;
     this.entries.push({ thread: t, ...point, starts });
     this.#tick();
